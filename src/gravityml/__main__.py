@@ -1,0 +1,3 @@
+from gravityml.cli import main
+
+main()

@@ -1,0 +1,6 @@
+"""Thin typer commands over the layers (layer 5). Each module adds its commands to ``app``."""
+
+from gravityml.cli import _jobs, _models  # noqa: F401 - registers the commands
+from gravityml.cli._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,69 @@
+"""`gravityml train`, `validate` and `spec-schema`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gravityml.cli._app import app, console, fmt, status, table
+
+
+@app.command()
+def train(
+    job: Path = typer.Argument(..., help="Job spec (YAML)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of this job."),
+) -> None:
+    """Train a job, track the run in MLflow and register a new model version."""
+    from gravityml.execution import run_job
+    from gravityml.spec import load_spec
+
+    spec = load_spec(job)
+    with status(f"training {spec.name} ({spec.task}, {spec.model.type})"):
+        result = run_job(spec, resume=resume)
+    metrics = {k: v for k, v in result.metrics.items() if not k.startswith(("train/", "data/"))}
+    console.print(table(f"{result.name}: metrics", ["metric", "value"], sorted(metrics.items())))
+    console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "
+                  f"{result.lineage.get('model_type')})")
+    console.print(f"run       {result.run_id} in experiment {result.experiment!r}")
+    console.print(f"artefacts {result.artifact_uri}")
+    console.print(f"data      {result.lineage.get('data_uri')} ({result.lineage.get('data_fingerprint')[:23]}...)"
+                  if result.lineage.get("data_fingerprint") else f"data      {result.lineage.get('data_uri')}")
+    console.print(f"store     {result.tracking_uri}")
+    console.print(f"next      gravityml predict {result.name} ROWS.csv -o scored.csv | gravityml models show "
+                  f"{result.name} | gravityml ui")
+
+
+@app.command()
+def validate(job: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
+    """Check a job spec without running it; print what it asks for."""
+    from gravityml.spec import MODEL_TYPES, load_spec
+
+    spec = load_spec(job)
+    row = MODEL_TYPES[spec.model.type]
+    console.print(f"{job}: valid")
+    rows = [
+        ("name", spec.name),
+        ("task", spec.task),
+        ("model", f"{spec.model.type} ({row.backend}: {row.summary})"),
+        ("data", spec.data.source if spec.data else f"env {spec.env.id or spec.env.entry_point}" if spec.env else ""),
+        ("target", spec.data.target if spec.data else ""),
+        ("compute", f"{spec.compute.accelerator} x{spec.compute.devices}, {spec.compute.precision}"),
+    ]
+    console.print(table(None, ["key", "value"], [(k, fmt(v)) for k, v in rows]))
+
+
+@app.command("spec-schema")
+def spec_schema(
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write to this file instead of stdout."),
+) -> None:
+    """Print the JSON Schema of the job spec (for editors that validate YAML)."""
+    from gravityml.data import atomic_write
+    from gravityml.spec import spec_json_schema
+
+    text = spec_json_schema()
+    if output is None:
+        typer.echo(text)
+        return
+    atomic_write(output, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    console.print(f"wrote {output}")

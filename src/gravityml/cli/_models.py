@@ -1,0 +1,132 @@
+"""`gravityml models list|show|promote|compare`, `predict` and `ui`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import typer
+
+from gravityml.cli._app import app, console, models_app, status, table
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else ""
+
+
+@models_app.command("list")
+def list_() -> None:
+    """Every registered model with its latest version and aliases."""
+    from gravityml.tracking import Workspace, list_models
+
+    ws = Workspace.current()
+    rows = list_models(ws)
+    if not rows:
+        console.print(f"no models registered in {ws.tracking_uri} yet; train one with `gravityml train JOB.yaml`")
+        return
+    console.print(
+        table(
+            "registered models",
+            ["name", "latest", "versions", "aliases", "task", "model type", "updated"],
+            [
+                (
+                    r["name"],
+                    r["latest"],
+                    r["versions"],
+                    ", ".join(f"{a}->v{v}" for a, v in sorted(r["aliases"].items())),
+                    r["task"],
+                    r["model_type"],
+                    _when(r["updated_ms"]),
+                )
+                for r in rows
+            ],
+        )
+    )
+
+
+@models_app.command()
+def show(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS.")) -> None:
+    """Versions of a model (or one version) with metrics and lineage."""
+    from gravityml.tracking import ModelRef, Workspace, resolve, run_metrics, versions
+
+    ws = Workspace.current()
+    parsed = ModelRef.parse(ref)
+    chosen = [resolve(ws, parsed)] if parsed.version or parsed.alias else versions(ws, parsed.name)
+    if not chosen:
+        resolve(ws, parsed)  # raises the not-found error with what exists
+    for mv in chosen:
+        metrics = run_metrics(ws, mv.run_id)
+        headline = {k: v for k, v in metrics.items() if k.startswith("test/")}
+        console.print(f"[bold]{mv.ref}[/]  aliases: {', '.join(mv.aliases) or '-'}  created {_when(mv.created_ms)}  run {mv.run_id}")
+        rows = [(k, v) for k, v in sorted(mv.lineage.items())] + sorted(headline.items())
+        console.print(table(None, ["key", "value"], rows))
+
+
+@models_app.command()
+def promote(
+    ref: str = typer.Argument(..., help="NAME/VERSION to promote."),
+    alias: str = typer.Option("production", "--alias", help="Alias to point at the version."),
+) -> None:
+    """Point an alias (production, staging, ...) at a version."""
+    from gravityml.tracking import Workspace
+    from gravityml.tracking import promote as promote_
+
+    mv = promote_(Workspace.current(), ref, alias)
+    console.print(f"{mv.name}@{alias} -> version {mv.version}")
+
+
+@models_app.command()
+def compare(
+    first: str = typer.Argument(..., help="A model reference."),
+    second: str = typer.Argument(..., help="Another model reference."),
+) -> None:
+    """Metrics and lineage of two versions side by side, with the difference."""
+    from gravityml.tracking import Workspace, resolve, run_metrics
+
+    ws = Workspace.current()
+    a, b = resolve(ws, first), resolve(ws, second)
+    ma, mb = run_metrics(ws, a.run_id), run_metrics(ws, b.run_id)
+    rows = []
+    for key in sorted(set(ma) | set(mb)):
+        if key.startswith("data/"):
+            continue
+        va, vb = ma.get(key), mb.get(key)
+        rows.append((key, va, vb, (vb - va) if va is not None and vb is not None else None))
+    for key in sorted(set(a.lineage) | set(b.lineage)):
+        la, lb = a.lineage.get(key, ""), b.lineage.get(key, "")
+        rows.append((key, la, lb, "" if la == lb else "differs"))
+    console.print(table(f"{a.ref} vs {b.ref}", ["", a.ref, b.ref, "difference"], rows))
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
+    input: Path = typer.Argument(..., help="Rows to score: CSV, Parquet or JSON Lines."),  # noqa: A002
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the scored rows (.csv, .parquet, .jsonl)."),
+    proba: bool = typer.Option(False, "--proba", help="Add every class's probability (proba_<class>)."),
+    only_predictions: bool = typer.Option(False, "--only-predictions", help="Leave the input columns out."),
+) -> None:
+    """Score a file with a model: prediction and confidence per row, written atomically."""
+    from gravityml.inference import predict_file
+
+    with status(f"scoring {input} with {model}"):
+        result = predict_file(model, input, output, proba=proba, keep_input=not only_predictions)
+    console.print(f"scored {result.rows} rows with {result.model_ref} -> {result.output}")
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(5000, help="Port."),
+) -> None:
+    """Start the MLflow UI on the workspace's store (Ctrl-C stops it)."""
+    from gravityml.tracking import Workspace
+
+    ws = Workspace.current().ensure()
+    _ = ws.client  # creates the store if it does not exist yet
+    console.print(f"MLflow UI for {ws.tracking_uri} on http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        raise typer.Exit(subprocess.call(ws.ui_command(host, port)))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

@@ -1,0 +1,106 @@
+"""Device resolution: the spec says ``accelerator``; this module says what that means here.
+
+Only ``auto`` chooses. Asking for ``cuda`` on a machine without one is an error that says what was
+found, never a silent fall back to the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from gravityml.errors import ComputeError
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's tensors live: ``kind`` (cpu, cuda, mps), how many devices, their names."""
+
+    kind: str
+    count: int
+    names: tuple[str, ...]
+
+    @property
+    def torch_device(self) -> str:
+        return "cuda:0" if self.kind == "cuda" else self.kind
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def available_accelerators() -> dict[str, int]:
+    """Accelerator kind -> number of devices on this machine (``cpu`` is always 1)."""
+    found = {"cpu": 1}
+    try:
+        torch = _torch()
+    except ImportError:  # a serving install of scikit-learn models carries no torch
+        return found
+    if torch.cuda.is_available():
+        found["cuda"] = torch.cuda.device_count()
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found["mps"] = 1
+    return found
+
+
+def resolve_device(accelerator: str = "auto", devices: int = 1) -> Placement:
+    """The concrete placement for a spec's ``compute.accelerator`` and ``compute.devices``."""
+    found = available_accelerators()
+    kind = accelerator
+    if accelerator == "auto":
+        kind = "cuda" if "cuda" in found else "mps" if "mps" in found else "cpu"
+    if kind not in found:
+        raise ComputeError(
+            f"compute.accelerator: {kind!r} is not available on this machine",
+            allowed=["auto", *sorted(found)],
+            got=kind,
+            fix="use accelerator: auto (or cpu), or run on a machine that has it",
+        )
+    if kind != "cpu" and devices > found[kind]:
+        raise ComputeError(
+            f"compute.devices: {devices} {kind} devices asked for, {found[kind]} found",
+            allowed=f"1..{found[kind]}",
+            got=devices,
+            fix=f"set compute.devices to at most {found[kind]}",
+        )
+    if kind == "cuda":
+        torch = _torch()
+        names = tuple(torch.cuda.get_device_name(i) for i in range(devices))
+    elif kind == "mps":
+        names = ("Apple MPS",)
+    else:
+        names = (cpu_name(),)
+    return Placement(kind=kind, count=devices if kind != "cpu" else 1, names=names)
+
+
+@lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_hardware() -> dict[str, Any]:
+    """What this machine offers, for a run's lineage."""
+    found = available_accelerators()
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count() or 1,
+        "machine": platform.machine(),
+        "accelerators": found,
+    }
+    if "cuda" in found:
+        torch = _torch()
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(found["cuda"])]
+    return info

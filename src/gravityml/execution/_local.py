@@ -1,0 +1,182 @@
+"""Run a job on this machine: load data, train, track, and register the model (layer 4).
+
+Order matters: the run's artefacts (plots, the model folder) are stored first and the model version
+is registered last, inside the run, so a failure at any step leaves a FAILED run and no version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gravityml._typing import MetricSink, Metrics, Params, PathLikeStr
+from gravityml.compute import describe_hardware, resolve_device
+from gravityml.data import load_dataset
+from gravityml.paradigms import TrainContext, train
+from gravityml.spec import JobSpec, load_spec
+from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace, package_versions, register, start_run
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a finished job produced and where it went."""
+
+    name: str
+    version: int
+    run_id: str
+    experiment: str
+    metrics: dict[str, float]
+    artifact_uri: str
+    workspace: Path
+    tracking_uri: str
+    lineage: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model_ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+
+class TeeSink:
+    """Sends what a paradigm reports to several sinks (the run, a progress bar, ...)."""
+
+    def __init__(self, sinks: Sequence[MetricSink]) -> None:
+        self.sinks = list(sinks)
+
+    def log_metrics(self, metrics: Metrics, step: int | None = None) -> None:
+        for sink in self.sinks:
+            sink.log_metrics(metrics, step)
+
+    def log_params(self, params: Params) -> None:
+        for sink in self.sinks:
+            sink.log_params(params)
+
+    def log_artifact(self, path: PathLikeStr, artifact_path: str | None = None) -> None:
+        for sink in self.sinks:
+            sink.log_artifact(path, artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for sink in self.sinks:
+            sink.set_tags(tags)
+
+
+def spec_digest(spec: JobSpec) -> str:
+    """A stable hash of what the spec asks for (used to key checkpoints)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _spec_params(spec: JobSpec) -> dict[str, Any]:
+    dumped = spec.model_dump(mode="json", exclude_none=True)
+    return {k: dumped[k] for k in ("task", "data", "env", "model", "train", "compute", "placement") if k in dumped}
+
+
+def run_job(
+    spec: JobSpec | str | Path | Mapping[str, Any],
+    *,
+    workspace: Workspace | None = None,
+    resume: bool = False,
+    sinks: Sequence[MetricSink] = (),
+    extra_tags: Mapping[str, str] | None = None,
+) -> JobResult:
+    """Train ``spec`` here, track it in the workspace's MLflow store and register the model."""
+    spec = load_spec(spec)
+    ws = (workspace or Workspace.current()).ensure()
+    device = resolve_device(spec.compute.accelerator, spec.compute.devices)
+    dataset = load_dataset(spec) if spec.data is not None else None
+    digest = spec_digest(spec)
+    checkpoint_dir = ws.checkpoints_dir / f"{spec.name}-{digest[:12]}"
+    run_id_file = checkpoint_dir / "run_id"
+    previous_run = run_id_file.read_text().strip() if resume and run_id_file.exists() else None
+    if not resume and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    lineage = {
+        "task": spec.task,
+        "model_type": spec.model.type,
+        "data_uri": dataset.uri if dataset else f"env:{spec.env.id or spec.env.entry_point}" if spec.env else "",
+        "data_fingerprint": dataset.fingerprint if dataset else "",
+        "site": "local",
+        "accelerator": device.kind,
+        "hardware": ", ".join(device.names),
+        "precision": spec.compute.precision,
+        "spec_sha256": digest,
+        **dict(extra_tags or {}),
+    }
+    tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items()}
+    with tempfile.TemporaryDirectory(prefix="job-", dir=ws.root) as tmp, start_run(
+        ws, spec.experiment_name, run_name=f"{spec.name}-{spec.model.type}", tags=tags, run_id=previous_run
+    ) as run:
+        run_id_file.write_text(run.run_id)
+        workdir = Path(tmp)
+        if previous_run is None:
+            _log_job(run, spec, dataset)
+        ctx = TrainContext(
+            spec=spec,
+            workdir=workdir,
+            dataset=dataset,
+            sink=TeeSink([run, *sinks]),
+            checkpoint_dir=checkpoint_dir,
+            resume=previous_run is not None,
+        )
+        result = train(ctx)
+        if result.params:
+            run.log_params({"resolved": result.params})
+        final_tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in result.tags.items()}
+        lineage.update(result.tags)
+        run.set_tags(final_tags)
+        run.log_metrics(result.metrics)
+        for path in result.artifacts:
+            run.log_artifact(path, "plots" if Path(path).suffix == ".png" else "reports")
+        model_dir = result.model.save(workdir / "model")
+        source = run.log_model(model_dir)
+        version = register(
+            ws,
+            spec.name,
+            run_id=run.run_id,
+            source=source,
+            tags={f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items()},
+            description=spec.description,
+        )
+        metrics = run.metrics()
+        artifact_uri = run.artifact_uri
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return JobResult(
+        name=spec.name,
+        version=version.version,
+        run_id=run.run_id,
+        experiment=spec.experiment_name,
+        metrics=metrics,
+        artifact_uri=artifact_uri,
+        workspace=ws.root,
+        tracking_uri=ws.tracking_uri,
+        lineage={k: str(v) for k, v in lineage.items()},
+    )
+
+
+def _log_job(run: TrackedRun, spec: JobSpec, dataset: Any) -> None:
+    run.log_params(_spec_params(spec))
+    run.log_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "job.yaml")
+    environment = {"packages": package_versions(), "hardware": describe_hardware(), "precision": spec.compute.precision}
+    run.log_dict(environment, "environment.json")
+    env_tags = {f"env.{k}": v for k, v in environment["packages"].items()}
+    run.set_tags(env_tags)
+    if dataset is not None:
+        run.log_params(
+            {
+                "dataset.uri": dataset.uri,
+                "dataset.fingerprint": dataset.fingerprint,
+                "dataset.rows": len(dataset.frame),
+                "dataset.features": len(dataset.features),
+                "dataset.problem": dataset.problem or "",
+            }
+        )
+        run.log_dict(dataset.schema().to_dict(), "schema.json")

@@ -1,0 +1,26 @@
+"""Loading a model for inference: by registry reference or from a model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gravityml.models import MANIFEST, GravityModel, load_model
+from gravityml.tracking import Workspace, download
+
+
+def load(ref: str | Path, *, workspace: Workspace | None = None) -> GravityModel:
+    """A model by reference (``tumor``, ``tumor/3``, ``tumor@production``) or folder path.
+
+    ``model.meta["ref"]`` records the resolved ``NAME/VERSION`` of a registered model.
+    """
+    path = Path(ref)
+    if (path / MANIFEST).exists():
+        model = load_model(path)
+        model.meta.setdefault("ref", str(path))
+        return model
+    version, local = download(workspace or Workspace.current(), str(ref))
+    model = load_model(local)
+    model.meta["ref"] = version.ref
+    model.meta["name"] = version.name
+    model.meta["version"] = version.version
+    return model

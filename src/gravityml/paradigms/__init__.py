@@ -1,0 +1,42 @@
+"""The four kinds of learning behind one entry point (layer 3).
+
+:func:`train` picks the trainer for ``(task, backend)``. Trainers are named as strings and imported
+when used, so a scikit-learn job never imports torch or Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from gravityml.errors import TrainingError
+from gravityml.paradigms._base import TrainContext, TrainResult
+from gravityml.spec import MODEL_TYPES
+
+#: (task, backend) -> "module:function" taking a TrainContext and returning a TrainResult.
+TRAINERS: dict[tuple[str, str], str] = {
+    ("supervised", "sklearn"): "gravityml.paradigms.supervised:train",
+}
+
+
+def trainer_for(task: str, model_type: str) -> Callable[[TrainContext], TrainResult]:
+    backend = MODEL_TYPES[model_type].backend
+    target = TRAINERS.get((task, backend))
+    if target is None:
+        raise TrainingError(
+            f"no trainer for {task} models on the {backend} backend",
+            allowed=sorted(f"{t}/{b}" for t, b in TRAINERS),
+            got=f"{task}/{backend}",
+            fix="choose another model type",
+        )
+    module, func = target.split(":")
+    trainer: Callable[[TrainContext], TrainResult] = getattr(importlib.import_module(module), func)
+    return trainer
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    """Train the job ``ctx.spec`` describes."""
+    return trainer_for(ctx.spec.task, ctx.spec.model.type)(ctx)
+
+
+__all__ = ["TRAINERS", "TrainContext", "TrainResult", "train", "trainer_for"]

@@ -1,0 +1,6 @@
+"""Supervised learning: classification and regression (scikit-learn backed here)."""
+
+from gravityml.paradigms.supervised._estimators import SKLEARN_SUPERVISED, build_estimator, build_preprocessor
+from gravityml.paradigms.supervised._train import fit_pipeline, train
+
+__all__ = ["SKLEARN_SUPERVISED", "build_estimator", "build_preprocessor", "fit_pipeline", "train"]

@@ -1,0 +1,1 @@
+"""Sites, policies, the cost and time model, the planner and budgets (layer 3)."""

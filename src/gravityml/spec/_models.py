@@ -1,0 +1,215 @@
+"""The job spec: one YAML document describes any job, for all four kinds of learning.
+
+Constraints live here, as data, and are checked once when a job is loaded; code further down trusts
+a validated spec (the pattern of scikit-learn's ``_parameter_constraints``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from gravityml.errors import SpecError
+from gravityml.spec._catalog import MODEL_TYPES, model_types_for
+
+Task = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
+Accelerator = Literal["auto", "cpu", "cuda", "mps"]
+Precision = Literal["fp64", "fp32", "bf16", "fp16", "auto"]
+
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; values are not coerced silently between unrelated types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SplitSpec(StrictModel):
+    """How rows are divided between training, validation and test."""
+
+    test: float = Field(0.2, gt=0.0, lt=1.0, description="Fraction of rows held out for test.")
+    validation: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Fraction of the training rows kept for validation."
+    )
+    seed: int = Field(7, description="Seed of the split; the same seed gives the same rows.")
+    stratify: bool | None = Field(
+        None, description="Keep class proportions in each part (default: yes for classification)."
+    )
+
+
+class DataSpec(StrictModel):
+    """Where the rows come from and which column is the target."""
+
+    source: str = Field(
+        ...,
+        description="A path, file:// or s3:// URI, sklearn:NAME, or a dataset name from the catalog.",
+    )
+    target: str | None = Field(
+        None, description="Target column (unsupervised: optional, used only to evaluate)."
+    )
+    features: list[str] | None = Field(
+        None, description="Feature columns to use (default: every column but the target)."
+    )
+    drop: list[str] = Field(default_factory=list, description="Columns to ignore.")
+    problem: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="Supervised problem kind; auto infers it from the target column."
+    )
+    text: str | None = Field(None, description="A column of free text (for text models).")
+    split: SplitSpec = Field(default_factory=SplitSpec)  # type: ignore[arg-type]
+
+
+class EnvSpec(StrictModel):
+    """A Gymnasium environment, by registered id or by the entry point of a user's class."""
+
+    id: str | None = Field(None, description="A registered Gymnasium id, e.g. CartPole-v1.")
+    entry_point: str | None = Field(None, description="'package.module:Class' of your own env.")
+    n_envs: int = Field(1, ge=1, le=256, description="Vectorised copies of the environment.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Arguments for the env.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvSpec:
+        if (self.id is None) == (self.entry_point is None):
+            raise SpecError(
+                "env",
+                "name exactly one of 'id' or 'entry_point'",
+                got={k: v for k, v in (("id", self.id), ("entry_point", self.entry_point)) if v},
+                fix="write env: {id: CartPole-v1} or env: {entry_point: 'my_pkg.envs:MyEnv'}",
+            )
+        return self
+
+
+class ModelSpec(StrictModel):
+    """Which model to train; ``params`` go to the estimator, which validates them."""
+
+    type: str = Field(..., description="A model type; `gravityml validate` lists them.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(StrictModel):
+    """The training loop's settings (deep learning and reinforcement use most of them)."""
+
+    epochs: int = Field(20, ge=1, le=100_000)
+    batch_size: int = Field(128, ge=1, le=1_000_000)
+    lr: float = Field(1.0e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = Field(7, description="Seed of every random number generator the job uses.")
+    timesteps: int | None = Field(None, ge=1, description="Reinforcement: environment steps.")
+    patience: int | None = Field(
+        None, ge=1, description="Early stopping: epochs without improvement before stopping."
+    )
+    grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm to this.")
+    lr_schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
+    class_weight: Literal["none", "balanced"] = "none"
+
+
+class ComputeSpec(StrictModel):
+    """Hardware and numeric precision. The model never names a device: this section does."""
+
+    accelerator: Accelerator = "auto"
+    devices: int = Field(1, ge=1, le=1024)
+    precision: Precision = "fp32"
+    threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
+
+
+class PlacementSpec(StrictModel):
+    """Where the job may run and what it may cost (see `gravityml plan`)."""
+
+    objective: Literal["cost", "time"] = "cost"
+    budget_usd: float | None = Field(None, gt=0.0)
+    deadline_hours: float | None = Field(None, gt=0.0)
+    site: str | None = Field(None, description="Pin the job to one site of the catalog.")
+
+
+class JobSpec(StrictModel):
+    """A whole job. Load one with :func:`gravityml.spec.load_spec`."""
+
+    name: str = Field(..., pattern=NAME_PATTERN, description="Registered model name.")
+    task: Task
+    description: str = ""
+    experiment: str | None = Field(None, description="MLflow experiment (default: the name).")
+    data: DataSpec | None = None
+    env: EnvSpec | None = None
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)  # type: ignore[arg-type]
+    placement: PlacementSpec | None = None
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        _check_model_type(self.model.type, self.task)
+        if self.task == "reinforcement":
+            if self.env is None:
+                raise SpecError(
+                    "env",
+                    "a reinforcement job needs an environment",
+                    got=None,
+                    fix="add env: {id: CartPole-v1, n_envs: 8}",
+                )
+        else:
+            if self.data is None:
+                raise SpecError(
+                    "data",
+                    f"a {self.task} job needs data",
+                    got=None,
+                    fix="add data: {source: sklearn:iris, target: target}",
+                )
+            if self.env is not None:
+                raise SpecError(
+                    "env",
+                    f"only reinforcement jobs take an environment, this is {self.task}",
+                    got=self.env.id or self.env.entry_point,
+                    fix="remove env, or set task: reinforcement",
+                )
+        if self.task in ("supervised", "semi_supervised") and self.data and not self.data.target:
+            raise SpecError(
+                "data.target",
+                f"a {self.task} job needs a target column",
+                got=None,
+                fix="set data.target to the column to predict",
+            )
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative data paths are resolved against (the spec file's folder)."""
+        return self._base_dir
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.name
+
+    def with_base_dir(self, base_dir: Path) -> JobSpec:
+        self._base_dir = Path(base_dir)
+        return self
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_model_type(name: str, task: str) -> None:
+    known = model_types_for(task)
+    if name in known:
+        return
+    if name in MODEL_TYPES:
+        raise SpecError(
+            "model.type",
+            f"{name!r} does not serve task {task!r} (it serves {sorted(MODEL_TYPES[name].tasks)})",
+            allowed=known,
+            got=name,
+            fix=f"choose a model type for {task}",
+        )
+    raise SpecError(
+        "model.type",
+        f"{name!r} is not a model type for {task}{did_you_mean(name, known)}",
+        allowed=known,
+        got=name,
+        fix="use one of the allowed names",
+    )

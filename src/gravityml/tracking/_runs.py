@@ -1,0 +1,158 @@
+"""MLflow runs as metric sinks, and the environment recorded with each."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from gravityml._typing import Metrics, Params, PathLikeStr
+from gravityml.tracking._workspace import Workspace
+
+MAX_PARAM_CHARS = 6000
+PACKAGES = (
+    "gravityml",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "torch",
+    "stable-baselines3",
+    "gymnasium",
+    "mlflow",
+    "onnxruntime",
+    "ray",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, values as strings within MLflow's length limit."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            text = json.dumps(value, default=str) if not isinstance(value, str) else value
+            out[name] = text[:MAX_PARAM_CHARS]
+    return out
+
+
+class TrackedRun:
+    """An MLflow run that paradigms write to through the :class:`~gravityml._typing.MetricSink` API."""
+
+    def __init__(self, workspace: Workspace, run_id: str) -> None:
+        self.workspace = workspace
+        self.run_id = run_id
+        self._client = workspace.client
+
+    @property
+    def artifact_uri(self) -> str:
+        return str(self._client.get_run(self.run_id).info.artifact_uri)
+
+    def log_metrics(self, metrics: Metrics, step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), now, step or 0)
+            for key, value in metrics.items()
+            if value is not None
+        ]
+        for start in range(0, len(batch), 1000):
+            self._client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+
+    def log_params(self, params: Params) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten(params).items()]
+        for start in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: PathLikeStr, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: Any, name: str, artifact_path: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / name
+            target.write_text(json.dumps(data, indent=2, default=str, sort_keys=True), encoding="utf-8")
+            self.log_artifact(target, artifact_path)
+
+    def log_text(self, text: str, name: str, artifact_path: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / name
+            target.write_text(text, encoding="utf-8")
+            self.log_artifact(target, artifact_path)
+
+    def log_model(self, model_dir: Path, artifact_path: str = "model") -> str:
+        """Log a gravityml model folder as an MLflow ``python_function`` model; returns its URI."""
+        from mlflow.models import Model
+
+        mlmodel = Model(artifact_path=artifact_path, run_id=self.run_id)
+        mlmodel.add_flavor(
+            "python_function",
+            loader_module="gravityml.models._pyfunc",
+            data="gravityml.json",
+            python_version=platform.python_version(),
+        )
+        mlmodel.save(str(Path(model_dir) / "MLmodel"))
+        self.log_artifact(model_dir, artifact_path)
+        return f"{self.artifact_uri}/{artifact_path}"
+
+    def metrics(self) -> dict[str, float]:
+        return dict(self._client.get_run(self.run_id).data.metrics)
+
+
+@contextmanager
+def start_run(
+    workspace: Workspace,
+    experiment: str,
+    *,
+    run_name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+) -> Iterator[TrackedRun]:
+    """A run that ends FINISHED, or FAILED (re-raising) when the block raises.
+
+    ``run_id`` re-opens an existing run (resuming after a crash) instead of creating one.
+    """
+    client = workspace.client
+    if run_id is None:
+        run = client.create_run(workspace.experiment_id(experiment), run_name=run_name, tags=dict(tags or {}))
+        run_id = run.info.run_id
+    else:
+        client.update_run(run_id, status="RUNNING")
+    tracked = TrackedRun(workspace, run_id)
+    try:
+        yield tracked
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
