@@ -91,6 +91,21 @@ class GravityModel(ABC):
             fix="call predict() instead",
         )
 
+    # ---- on-device export ----------------------------------------------------------------------
+
+    def export_onnx(self, path: Path, sample: pd.DataFrame) -> dict[str, Any]:
+        """Write this model as an ONNX graph to ``path``; return its metadata.
+
+        ``sample`` holds validated rows (``self.prepare``) for tracing. The metadata names the
+        graph's inputs and outputs and how rows become input tensors (preprocessing, label map).
+        Flavors that can export override this; the inference layer checks parity and quantizes.
+        """
+        raise ModelError(
+            f"a {self.flavor} {self.kind} cannot be exported to ONNX",
+            got=f"{self.flavor}/{self.kind}",
+            fix="serve it with its native runtime instead (gravityml serve REF)",
+        )
+
     # ---- persistence --------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
