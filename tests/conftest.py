@@ -61,7 +61,7 @@ def cli(workspace: "Workspace", capsys: pytest.CaptureFixture[str]):  # noqa: F8
     return run
 
 
-def write_spec(path: Path, **overrides: object) -> Path:
+def _write_spec(path: Path, **overrides: object) -> Path:
     """A small supervised spec (iris, logistic regression) with ``overrides`` merged in."""
     import yaml
 
@@ -79,3 +79,10 @@ def write_spec(path: Path, **overrides: object) -> Path:
             spec[key] = value
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+@pytest.fixture()
+def write_spec():
+    """``write_spec(path, **overrides)``: a small iris spec file with top-level keys overridden
+    (mappings are merged one level deep)."""
+    return _write_spec

@@ -145,7 +145,8 @@ class Schema:
                 f"input lacks column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
                 " that the model was trained on",
                 allowed=self.feature_names,
-                got=[str(c) for c in frame.columns],
+                got=f"{len(frame.columns)} columns, {len(self.features) - len(missing)} of the"
+                f" {len(self.features)} the model needs",
                 fix="add the missing columns (empty values are allowed where the model saw them)",
             )
         out = {}

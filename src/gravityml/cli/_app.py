@@ -11,6 +11,18 @@ from typing import Any
 
 import click
 import typer
+
+try:  # typer >= 0.20 carries its own copy of click; accept the exceptions of both
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+
+_EXIT = (click.exceptions.Exit, typer.Exit)
+_ABORT = (click.exceptions.Abort, typer.Abort)
+_CLICK_ERROR = (click.ClickException, _typer_click.ClickException)
+_NO_ARGS = tuple(
+    getattr(m, "NoArgsIsHelpError") for m in (click.exceptions, _typer_click) if hasattr(m, "NoArgsIsHelpError")
+)
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +40,8 @@ models_app = typer.Typer(help="List, inspect, promote and compare registered mod
 app.add_typer(models_app, name="models")
 
 console = Console(highlight=False, soft_wrap=True)
+if not console.is_terminal:  # piped output (logs, files): wide enough that tables do not fold
+    console.width = 120
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _state = {"debug": False}
@@ -84,11 +98,13 @@ def main(argv: Sequence[str] | None = None, *, entry: Callable[..., Any] | None 
         if _state["debug"]:
             traceback.print_exc()
         _fail(exc.message, exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except _ABORT:
         _fail("aborted", 130)
-    except click.ClickException as exc:
+    except _NO_ARGS:
+        sys.exit(0)  # the help text is already printed
+    except _CLICK_ERROR as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

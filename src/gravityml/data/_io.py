@@ -70,7 +70,8 @@ def resolve_path(source: str, base_dir: Path | None = None, *, role: str = "data
     raise DataError(
         f"{role}: file {source!r} does not exist",
         got=tried,
-        fix="check the path (relative paths are read from the spec's folder, then the current one)",
+        fix="check the path"
+        + (" (relative paths are read from the spec's folder, then the current one)" if role == "data.source" else ""),
     )
 
 

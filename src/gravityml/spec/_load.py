@@ -41,7 +41,9 @@ def _model_in(annotation: Any) -> Any:
 
 def spec_error_from(exc: ValidationError, model: type[BaseModel], error_cls: type[SpecError] = SpecError) -> SpecError:
     """The first pydantic error as a :class:`SpecError` with path, allowed and got."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # An unknown key usually explains a missing one beside it (``sorce`` for ``source``): say that.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     path = ".".join(str(p) for p in loc)
     kind = err["type"]
@@ -59,7 +61,7 @@ def spec_error_from(exc: ValidationError, model: type[BaseModel], error_cls: typ
             fix="remove it or correct its spelling",
         )
     if kind == "missing":
-        return error_cls(path, "is required", got=None, fix=f"add {path}")
+        return error_cls(path, "is required but missing", fix=f"add {path}")
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'\"") for o in expected.replace(" or ", ",").split(",") if o.strip()]

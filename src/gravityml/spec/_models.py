@@ -190,8 +190,9 @@ class JobSpec(StrictModel):
 
 
 def did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    """`` (did you mean 'x'?)`` for the closest of ``options``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_model_type(name: str, task: str) -> None:
