@@ -1,0 +1,87 @@
+"""One check over every model type of the catalog (the pattern of sklearn's test_common.py).
+
+Every row of MODEL_TYPES must train on a tiny budget, save, load, predict with confidence and
+reject bad input. A new row needs an entry in TINY below: the test fails until it has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gravityml.data import load_dataset
+from gravityml.errors import GravityMLError
+from gravityml.models import load_model
+from gravityml.paradigms import TrainContext, train
+from gravityml.spec import MODEL_TYPES, load_spec
+
+SUPERVISED_CLS = {"source": "sklearn:iris", "target": "target"}
+SUPERVISED_REG = {"source": "sklearn:diabetes", "target": "target"}
+
+#: model type -> the smallest job that exercises it (task, data, params, train settings).
+TINY: dict[str, dict[str, Any]] = {
+    "logistic_regression": {"data": SUPERVISED_CLS},
+    "linear_regression": {"data": SUPERVISED_REG},
+    "ridge": {"data": SUPERVISED_REG},
+    "decision_tree": {"data": SUPERVISED_CLS},
+    "random_forest": {"data": SUPERVISED_CLS, "params": {"n_estimators": 10}},
+    "extra_trees": {"data": SUPERVISED_REG, "params": {"n_estimators": 10}},
+    "hist_gradient_boosting": {"data": SUPERVISED_CLS, "params": {"max_iter": 20}},
+    "svm": {"data": SUPERVISED_CLS},
+    "knn": {"data": SUPERVISED_REG},
+}
+
+PREDICTION_COLUMNS = {
+    "classifier": {"prediction", "confidence"},
+    "regressor": {"prediction"},
+    "clusterer": {"prediction", "confidence"},
+    "anomaly_detector": {"score", "is_anomaly"},
+    "reducer": set(),
+    "policy": {"prediction"},
+}
+
+
+def test_every_catalog_row_has_a_tiny_job() -> None:
+    missing = sorted(set(MODEL_TYPES) - set(TINY))
+    assert not missing, f"add these model types to TINY in {__file__}: {missing}"
+
+
+@pytest.mark.parametrize("model_type", sorted(set(MODEL_TYPES) & set(TINY)))
+def test_trains_saves_loads_predicts_and_rejects_bad_input(model_type: str, tmp_path: Path) -> None:
+    tiny = TINY[model_type]
+    task = tiny.get("task", "supervised")
+    doc: dict[str, Any] = {
+        "name": f"c-{model_type}",
+        "task": task,
+        "model": {"type": model_type, "params": tiny.get("params", {})},
+        "train": tiny.get("train", {}),
+        "compute": {"accelerator": "cpu"},
+    }
+    for key in ("data", "env"):
+        if key in tiny:
+            doc[key] = tiny[key]
+    spec = load_spec(doc)
+    dataset = load_dataset(spec) if spec.data else None
+    result = train(TrainContext(spec=spec, workdir=tmp_path, dataset=dataset))
+    assert result.metrics, "a trained model reports metrics"
+    assert all(np.isfinite(v) or np.isnan(v) for v in result.metrics.values())
+
+    model = load_model(result.model.save(tmp_path / "model"))
+    assert type(model) is type(result.model) and model.kind == result.model.kind
+    rows = tiny.get("rows")
+    sample = rows() if callable(rows) else dataset.X.head(7) if dataset is not None else None
+    assert sample is not None
+    before = result.model.predict(sample)
+    after = model.predict(sample)
+    assert len(after) == len(sample)
+    assert PREDICTION_COLUMNS[model.kind] <= set(after.columns)
+    pd.testing.assert_frame_equal(before, after)
+    if "confidence" in after.columns:
+        assert after["confidence"].between(0, 1).all()
+
+    with pytest.raises(GravityMLError):
+        model.predict(pd.DataFrame({"not_a_feature": [1.0]}))

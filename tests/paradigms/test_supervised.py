@@ -1,0 +1,79 @@
+"""Supervised scikit-learn training through the paradigm API (no tracking involved)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gravityml.data import load_dataset
+from gravityml.errors import TrainingError
+from gravityml.models import load_model
+from gravityml.paradigms import TrainContext, train
+from gravityml.spec import load_spec
+
+
+def run(tmp_path: Path, **doc: object):
+    base = {"name": "s", "task": "supervised", "data": {"source": "sklearn:iris", "target": "target"}, "model": {"type": "knn"}}
+    base.update(doc)
+    spec = load_spec(base)
+    return train(TrainContext(spec=spec, workdir=tmp_path, dataset=load_dataset(spec)))
+
+
+def test_classification_metrics_and_plots(tmp_path: Path) -> None:
+    result = run(tmp_path, model={"type": "logistic_regression"})
+    for key in ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss"):
+        assert f"test/{key}" in result.metrics
+    assert result.metrics["test/accuracy"] > 0.85
+    assert {p.name for p in result.artifacts} == {"confusion_matrix.png", "roc_curve.png"}
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.artifacts)
+
+
+def test_regression_metrics_and_interval(tmp_path: Path) -> None:
+    result = run(tmp_path, data={"source": "sklearn:diabetes", "target": "target"}, model={"type": "ridge"})
+    assert {"test/rmse", "test/mae", "test/r2"} <= set(result.metrics)
+    assert result.metrics["test/r2"] > 0.3
+    frame = result.model.predict(load_dataset(load_spec({"name": "s", "task": "supervised", "data": {"source": "sklearn:diabetes", "target": "target"}, "model": {"type": "ridge"}})).X.head(5))
+    assert list(frame.columns) == ["prediction", "lower", "upper"]
+    assert (frame["lower"] < frame["prediction"]).all() and (frame["prediction"] < frame["upper"]).all()
+
+
+def test_categorical_and_missing_values_are_handled_by_the_saved_pipeline(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(size=n)
+    y = np.where((colour == "red") | (size > 1), "yes", "no")
+    size[rng.random(n) < 0.1] = np.nan
+    colour = colour.astype(object)
+    colour[rng.random(n) < 0.05] = None
+    path = tmp_path / "rows.csv"
+    pd.DataFrame({"colour": colour, "size": size, "y": y}).to_csv(path, index=False)
+    result = run(tmp_path, data={"source": str(path), "target": "y"}, model={"type": "random_forest"})
+    assert result.metrics["test/accuracy"] > 0.8
+    saved = load_model(result.model.save(tmp_path / "model"))
+    out = saved.predict(pd.DataFrame({"colour": ["red", None], "size": [None, 2.5]}))
+    assert list(out["prediction"]) == ["yes", "yes"]
+    assert ((out["confidence"] > 0.5) & (out["confidence"] <= 1)).all()
+
+
+def test_params_are_passed_through_and_checked_by_the_estimator(tmp_path: Path) -> None:
+    result = run(tmp_path, model={"type": "knn", "params": {"n_neighbors": 3}})
+    assert result.params["estimator"]["n_neighbors"] == 3
+    with pytest.raises(TrainingError, match=r"'n_neigbors' is not a parameter of KNeighborsClassifier \(did you mean 'n_neighbors'\?\)"):
+        run(tmp_path, model={"type": "knn", "params": {"n_neigbors": 3}})
+    with pytest.raises(TrainingError, match=r"KNeighborsClassifier refused to fit: .*n_neighbors"):
+        run(tmp_path, model={"type": "knn", "params": {"n_neighbors": -1}})
+
+
+def test_a_model_type_that_cannot_do_the_problem_says_so(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"'linear_regression' does not do classification"):
+        run(tmp_path, model={"type": "linear_regression"})
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    a = run(tmp_path, model={"type": "random_forest", "params": {"n_estimators": 20}})
+    b = run(tmp_path, model={"type": "random_forest", "params": {"n_estimators": 20}})
+    assert a.metrics == b.metrics
