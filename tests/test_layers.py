@@ -28,21 +28,22 @@ def test_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
-def test_a_lower_layer_importing_a_higher_one_breaks_the_build(tmp_path: Path) -> None:
+def _break(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
+    """Lint a copy of the package in which ``module`` (a path under gravityml/) gained ``line``."""
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src" / "gravityml", src / "gravityml", ignore=shutil.ignore_patterns("__pycache__"))
-    target = src / "gravityml" / "spec" / "_catalog.py"
-    target.write_text(target.read_text() + "\nimport gravityml.tracking  # a layer-1 module reaching up\n")
-    result = _lint(tmp_path, src)
+    target = src / "gravityml" / module
+    target.write_text(target.read_text() + f"\n{line}\n")
+    return _lint(tmp_path, src)
+
+
+def test_a_lower_layer_importing_a_higher_one_breaks_the_build(tmp_path: Path) -> None:
+    result = _break(tmp_path, "spec/_catalog.py", "import gravityml.tracking")
     assert result.returncode != 0
     assert "gravityml.spec._catalog -> gravityml.tracking" in result.stdout
 
 
 def test_inference_importing_training_code_breaks_the_build(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "src" / "gravityml", src / "gravityml", ignore=shutil.ignore_patterns("__pycache__"))
-    target = src / "gravityml" / "inference" / "_load.py"
-    target.write_text(target.read_text() + "\nimport gravityml.execution\n")
-    result = _lint(tmp_path, src)
+    result = _break(tmp_path, "inference/_load.py", "import gravityml.execution")
     assert result.returncode != 0
-    assert "serving install carries no training code" in result.stdout.replace("\n", " ").replace("  ", " ")
+    assert "serving install carries no training code" in " ".join(result.stdout.split())
