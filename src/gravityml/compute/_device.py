@@ -104,3 +104,20 @@ def describe_hardware() -> dict[str, Any]:
         torch = _torch()
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(found["cuda"])]
     return info
+
+
+def configure_threads(placement: Placement, threads: int | None = None) -> int:
+    """Set torch's intra-op threads for CPU work; returns the count used.
+
+    Default: every core this process may use (``sched_getaffinity`` honours cgroup/taskset
+    limits, which ``os.cpu_count`` does not), so a container with 2 cores runs 2 threads.
+    """
+    torch = _torch()
+    if threads is None:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS, Windows
+            threads = os.cpu_count() or 1
+    if placement.kind == "cpu" or threads:
+        torch.set_num_threads(max(1, int(threads)))
+    return int(torch.get_num_threads())

@@ -43,6 +43,10 @@ MODEL_TYPES: dict[str, ModelType] = dict(
         ),
         _row("svm", "supervised semi_supervised", "sklearn", "support vector machine (RBF)"),
         _row("knn", "supervised semi_supervised", "sklearn", "k nearest neighbours"),
+        # Supervised, PyTorch backed (paradigms/deep): tabular, images, text.
+        _row("mlp", "supervised", "torch", "multi-layer perceptron for tables"),
+        _row("cnn", "supervised", "torch", "small residual convolutional net for images"),
+        _row("text", "supervised", "torch", "embedding-bag text classifier (own vocabulary)"),
     ]
 )
 
