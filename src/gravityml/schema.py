@@ -141,9 +141,9 @@ class Schema:
             )
         missing = [c.name for c in self.features if c.name not in frame.columns]
         if missing:
+            named = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             raise SchemaError(
-                f"input lacks column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
-                " that the model was trained on",
+                f"input lacks column{'s' if len(missing) > 1 else ''} {named} that the model was trained on",
                 allowed=self.feature_names,
                 got=f"{len(frame.columns)} columns, {len(self.features) - len(missing)} of the"
                 f" {len(self.features)} the model needs",

@@ -25,10 +25,10 @@ def _quiet_mlflow() -> None:
     """MLflow logs schema migrations at INFO on first use; keep a user's terminal to our output."""
     import logging
 
-    for name in ("mlflow", "alembic"):
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
+    import mlflow  # noqa: F401 - configures its loggers on import; adjust them after
+
+    for name in ("mlflow.store.db.utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
