@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from gravityml.data._io import Table, read_table
+from gravityml.data._io import Table, read_table, resolve_path
 from gravityml.data._sources import load_sklearn
 from gravityml.errors import DataError
 from gravityml.schema import ProblemKind, Schema
@@ -121,10 +121,14 @@ def infer_problem(target: pd.Series, asked: Literal["auto", "classification", "r
     return "regression"
 
 
-def read_source(source: str, base_dir: Path | None = None) -> Table:
+def read_source(source: str, base_dir: Path | None = None, images: Any = None) -> Table:
     """The table behind a ``data.source``: ``sklearn:NAME``, a path, file:// or s3:// URI."""
     if source.startswith("sklearn:"):
         return load_sklearn(source.split(":", 1)[1])
+    if not source.startswith("s3://") and resolve_path(source, base_dir).is_dir():
+        from gravityml.data._images import load_image_folder  # a folder: one sub-folder per class
+
+        return load_image_folder(resolve_path(source, base_dir), size=getattr(images, "size", None), mode=getattr(images, "mode", None))
     return read_table(source, base_dir)
 
 
@@ -133,7 +137,7 @@ def load_dataset(spec: JobSpec, *, table: Table | None = None) -> Dataset:
     data = spec.data
     if data is None:
         raise DataError("this job has no data section", fix="add data: {source: ...}")
-    table = table or read_source(data.source, spec.base_dir)
+    table = table or read_source(data.source, spec.base_dir, images=data.images)
     frame = table.frame
     columns = list(frame.columns)
     if data.target is not None and data.target not in columns:

@@ -55,8 +55,28 @@ def predict_file(
             got=str(output),
             fix="write the predictions to another file",
         )
-    table = read_table(str(input_path), role="input")
     model = load(ref, workspace=workspace)
-    scored = score_frame(model, table.frame, proba=proba, keep_input=keep_input)
+    if Path(input_path).is_dir():  # a folder of image files, for a model trained on images
+        scored = _score_images(model, Path(input_path), proba=proba)
+    else:
+        table = read_table(str(input_path), role="input")
+        scored = score_frame(model, table.frame, proba=proba, keep_input=keep_input)
     write_table(scored, output)
     return BatchResult(model_ref=str(model.meta.get("ref", ref)), rows=len(scored), output=output, columns=list(scored.columns))
+
+
+def _score_images(model: GravityModel, folder: Path, *, proba: bool) -> pd.DataFrame:
+    """One row per image file: ``file``, then the predictions (pixels are not repeated)."""
+    from gravityml.data._images import read_image_files
+
+    image = model.meta.get("image")
+    if not image:
+        raise DataError(
+            f"input {str(folder)!r} is a folder, but model {model.meta.get('ref', '')!r} was not trained on images",
+            allowed="a CSV, Parquet or JSONL file of rows",
+            got=str(folder),
+            fix="pass a file of rows, or a model trained on an image folder or sklearn:digits",
+        )
+    frame = read_image_files(folder, image)
+    scored = score_frame(model, frame.drop(columns=["file"]), proba=proba, keep_input=False)
+    return pd.concat([frame[["file"]], scored], axis=1)

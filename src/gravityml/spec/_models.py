@@ -41,6 +41,15 @@ class SplitSpec(StrictModel):
     )
 
 
+class ImagesSpec(StrictModel):
+    """An image-folder source (one sub-folder per class): the size and colour mode rows get."""
+
+    size: list[int] | None = Field(
+        None, min_length=2, max_length=2, description="[height, width] (default: the first image's)."
+    )
+    mode: Literal["L", "RGB"] | None = Field(None, description="L (grey) or RGB (default: the first image's).")
+
+
 class DataSpec(StrictModel):
     """Where the rows come from and which column is the target."""
 
@@ -59,6 +68,7 @@ class DataSpec(StrictModel):
         "auto", description="Supervised problem kind; auto infers it from the target column."
     )
     text: str | None = Field(None, description="A column of free text (for text models).")
+    images: ImagesSpec | None = Field(None, description="How an image folder source is read.")
     split: SplitSpec = Field(default_factory=SplitSpec)  # type: ignore[arg-type]
 
 
