@@ -53,6 +53,11 @@ class SklearnModel(GravityModel):
         proba = self.pipeline.predict_proba(frame)
         return pd.DataFrame(proba, columns=[str(c) for c in self._pipeline_classes()], index=frame.index)
 
+    def export_onnx(self, path: Path, sample: pd.DataFrame) -> dict[str, Any]:
+        from gravityml.models._sklearn_onnx import export_pipeline
+
+        return export_pipeline(self.pipeline, kind=self.kind, schema=self.schema, path=path)
+
     def _pipeline_classes(self) -> list[Any]:
         return list(self.pipeline.classes_)
 

@@ -1,0 +1,97 @@
+"""`gravityml serve` (Open Inference Protocol server) and `gravityml export` (ONNX, int8)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from gravityml.cli._app import app, console, status, table
+
+TOKEN_ENV = "GRAVITYML_SERVE_TOKEN"
+
+
+@app.command()
+def serve(
+    refs: list[str] = typer.Argument(..., help="Models to serve: NAME, NAME/VERSION, NAME@ALIAS, a model or export folder."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8080, help="Port."),
+    runtime: str = typer.Option("native", help="native (the model's own library) or onnx (onnxruntime on an export)."),
+    max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Most rows one model call gathers."),
+    max_delay_ms: float = typer.Option(2.0, "--max-delay-ms", min=0.0, help="Longest wait for a batch to fill."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds a request may take before a 503."),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body (413 above)."),
+    token: str = typer.Option(None, "--token", envvar=TOKEN_ENV, show_envvar=True,
+                              help="Require 'Authorization: Bearer TOKEN' (health probes stay open)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request on stderr."),
+) -> None:
+    """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
+    from gravityml.errors import SpecError
+    from gravityml.inference import ServeConfig, serve as serve_
+
+    if runtime not in ("native", "onnx"):
+        raise SpecError("--runtime", "unknown runtime", allowed=["native", "onnx"], got=runtime,
+                        fix="use --runtime native or --runtime onnx")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("gravityml.access", "gravityml.serve", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger("gravityml.access").disabled = not access_log
+    config = ServeConfig(
+        max_batch_size=max_batch_size,
+        max_delay_ms=max_delay_ms,
+        timeout_s=timeout,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        token=token or os.environ.get(TOKEN_ENV) or None,
+    )
+
+    def ready(models: list) -> None:  # type: ignore[type-arg]
+        rows = [(m.name, m.version, m.ref, m.model.kind, m.runtime) for m in models]
+        console.print(table("serving", ["model", "version", "from", "kind", "runtime"], rows))
+        auth = "bearer token required" if config.token else "no auth"
+        console.print(f"Open Inference Protocol on http://{host}:{port}/v2 ({auth}); metrics /metrics, API /docs")
+
+    serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready)
+
+
+@app.command()
+def export(
+    ref: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
+    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),  # noqa: A002
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of weights."),
+    output: Path = typer.Option(None, "-o", "--output", help="Folder to write (default: ./NAME-onnx[-int8])."),
+    data: Path = typer.Option(None, "--data", help="Held-out rows for the parity check (default: the job's test split)."),
+    min_agreement: float = typer.Option(0.995, "--min-agreement", help="Least share of labels that must agree."),
+    max_diff: float = typer.Option(0.2, "--max-diff", help="Largest allowed difference in probabilities (or in "
+                                   "predictions, relative to their standard deviation)."),
+) -> None:
+    """Export a model to ONNX (optionally int8), checked for parity with the original."""
+    from gravityml.errors import SpecError
+    from gravityml.inference import export_model
+
+    if format != "onnx":
+        raise SpecError("--format", "unknown export format", allowed=["onnx"], got=format, fix="use --format onnx")
+    target = output or Path(f"{ref.replace('/', '-').replace('@', '-')}-onnx{'-' + quantize if quantize else ''}")
+    with status(f"exporting {ref} to ONNX"):
+        report = export_model(ref, target, quantize=quantize, data=data, min_agreement=min_agreement,  # type: ignore[arg-type]
+                              max_diff=max_diff)
+    p = report.parity
+    rows = [("rows compared", p["rows"]), ("max abs diff", p["max_abs_diff"]), ("mean abs diff", p["mean_abs_diff"])]
+    if "label_agreement" in p:
+        rows.append(("label agreement", p["label_agreement"]))
+    rows.append(("size (bytes)", p["size_bytes"]["onnx"]))
+    if "size_ratio_fp32_to_int8" in p:
+        rows.append(("fp32 / int8 size", p["size_ratio_fp32_to_int8"]))
+    for runtime in ("native", "onnx"):
+        lat = p["latency"][runtime]
+        rows.append((f"{runtime} ms/row (batch)", lat["batch_ms_per_row"]))
+        rows.append((f"{runtime} ms (one row)", lat["single_row_ms"]))
+    console.print(table(f"parity of {report.model_file}", ["", "value"], rows))
+    console.print(f"wrote {report.directory}/ (model.onnx, metadata.json, parity.json); serve it with "
+                  f"`gravityml serve {report.directory}`")

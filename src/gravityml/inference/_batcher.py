@@ -1,0 +1,170 @@
+"""Dynamic batching: concurrent requests to one model are predicted together and split back.
+
+One worker task per model takes the first waiting request, gathers more until the batch holds
+``max_batch_size`` rows or ``max_delay_ms`` has passed, runs the model once in a thread (the event
+loop keeps serving), and hands each request its own rows. While a batch runs, new requests queue,
+so under load batches fill without waiting. This is the scheme of Triton's dynamic batcher
+(https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/model_configuration.html#dynamic-batcher).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from gravityml.errors import GravityMLError
+
+#: Runs a batch: the concatenated rows -> (predict's frame, class probabilities or None).
+BatchFn = Callable[[pd.DataFrame, bool], tuple[pd.DataFrame, pd.DataFrame | None]]
+
+
+@dataclass
+class _Item:
+    frame: pd.DataFrame
+    probabilities: bool
+    future: asyncio.Future[tuple[pd.DataFrame, pd.DataFrame | None]] = field(repr=False)
+
+
+class Batcher:
+    """Gathers requests for one model into batches run by ``fn`` in ``executor``."""
+
+    def __init__(
+        self,
+        fn: BatchFn,
+        *,
+        executor: Executor,
+        max_batch_size: int = 64,
+        max_delay_ms: float = 2.0,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.executor = executor
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_delay_s = max(0.0, max_delay_ms) / 1000
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def pending(self) -> int:
+        """Requests queued or running."""
+        return self._inflight
+
+    async def submit(self, frame: pd.DataFrame, *, probabilities: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Predict ``frame`` as part of a batch; raises what predicting it alone would raise."""
+        self.start()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight += 1
+        try:
+            await self._queue.put(_Item(frame, probabilities, future))
+            # A caller that gives up (timeout) cancels its future: a batch not yet run skips it, a
+            # running one leaves it alone (see _settle).
+            return await future
+        finally:
+            self._inflight -= 1
+
+    async def close(self) -> None:
+        """Finish every queued request, then stop the worker."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        batch, rows = [first], len(first.frame)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_delay_s
+        while rows < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            if item is None:
+                return batch, True
+            if rows + len(item.frame) > self.max_batch_size:
+                # Too big to join: it starts the next batch (a request is never split).
+                self._carry = item
+                break
+            batch.append(item)
+            rows += len(item.frame)
+        return batch, False
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._carry: _Item | None = None
+        stopping = False
+        while not stopping or self._carry is not None:
+            if self._carry is not None:
+                first, self._carry = self._carry, None
+            else:
+                got = await self._queue.get()
+                if got is None:
+                    break
+                first = got
+            batch, stopping_now = await self._gather(first)
+            stopping = stopping or stopping_now
+            live = [item for item in batch if not item.future.done()]
+            if live:
+                await loop.run_in_executor(self.executor, self._predict, live)
+        # The close marker may have arrived while the carry was pending: nothing else is queued.
+
+    def _predict(self, batch: list[_Item]) -> None:
+        """Runs in the executor thread: one call for the batch, split back by row counts."""
+        loop = self._loop_of(batch)
+        want_proba = any(item.probabilities for item in batch)
+        try:
+            frame = batch[0].frame if len(batch) == 1 else pd.concat([i.frame for i in batch], ignore_index=True)
+            predicted, proba = self.fn(frame, want_proba)
+        except GravityMLError as exc:
+            if len(batch) == 1:
+                loop.call_soon_threadsafe(_settle, batch[0].future, None, exc)
+                return
+            # One request's rows spoiled the batch: run each alone so only that one fails.
+            for item in batch:
+                self._predict([item])
+            return
+        except BaseException as exc:  # a bug: every request in the batch learns of it
+            for item in batch:
+                loop.call_soon_threadsafe(_settle, item.future, None, exc)
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(frame))
+        start = 0
+        for item in batch:
+            stop = start + len(item.frame)
+            part = predicted.iloc[start:stop].reset_index(drop=True)
+            part_proba = proba.iloc[start:stop].reset_index(drop=True) if proba is not None and item.probabilities else None
+            loop.call_soon_threadsafe(_settle, item.future, (part, part_proba), None)
+            start = stop
+
+    @staticmethod
+    def _loop_of(batch: list[_Item]) -> asyncio.AbstractEventLoop:
+        return batch[0].future.get_loop()
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller gave up (timeout) meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

@@ -1,0 +1,215 @@
+"""``gravityml export``: a model as an ONNX graph (optionally int8), with a parity report.
+
+The export is built in a staging folder beside the target, compared with the original model on
+held-out rows, and moved into place only when parity holds: a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gravityml.data import load_dataset, read_source, read_table
+from gravityml.errors import ExportError, GravityMLError
+from gravityml.inference._load import load
+from gravityml.inference._onnx import FORMAT, METADATA, ONNX_FILE, OnnxModel
+from gravityml.models import GravityModel
+from gravityml.tracking import Workspace, resolve
+
+Quantize = Literal["int8"]
+PARITY = "parity.json"
+#: Default parity thresholds. Probabilities of tree ensembles move by up to ~0.1 on rows that sit on
+#: a split threshold, because ONNX trees compare in float32 where scikit-learn uses float64
+#: (https://onnx.ai/sklearn-onnx/auto_tutorial/plot_ebegin_float_double.html); labels still agree.
+MIN_AGREEMENT = 0.995
+MAX_DIFF = 0.2
+MAX_HELD_OUT_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    directory: Path
+    model_file: Path
+    parity: dict[str, Any]
+
+
+def held_out_rows(model: GravityModel, ref: str, workspace: Workspace) -> pd.DataFrame:
+    """The test split of the job that trained registered model ``ref`` (as the job's spec split it)."""
+    from gravityml.spec import load_spec
+
+    version = resolve(workspace, model.meta.get("ref", ref))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = workspace.client.download_artifacts(version.run_id, "job.yaml", tmp)
+        except Exception:  # MLflow raises its own types for a missing artefact
+            raise ExportError(
+                f"no job spec is stored with {version.ref}, so its held-out rows are unknown",
+                got=version.run_id,
+                fix="give held-out rows with --data FILE",
+            ) from None
+        spec = load_spec(local)
+    uri = version.lineage.get("data_uri") or (spec.data.source if spec.data else "")
+    if spec.data is None or not uri:
+        raise ExportError(
+            f"{version.ref} was not trained on a table, so there are no held-out rows to compare on",
+            got=uri or "no data",
+            fix="give rows with --data FILE",
+        )
+    dataset = load_dataset(spec, table=read_source(uri))
+    return dataset.split().test[dataset.features]
+
+
+def _per_row_ms(model: GravityModel, frame: pd.DataFrame) -> dict[str, float]:
+    """Latency per row: in one batch of the held-out rows, and one row at a time."""
+    batch = pd.concat([frame] * max(1, -(-1000 // len(frame))), ignore_index=True)
+    model.predict(batch.head(8))  # warm-up: first calls allocate
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        model.predict(batch)
+        best = min(best, time.perf_counter() - start)
+    singles = [frame.iloc[[i % len(frame)]] for i in range(50)]
+    start = time.perf_counter()
+    for row in singles:
+        model.predict(row)
+    single = (time.perf_counter() - start) / len(singles)
+    return {"batch_ms_per_row": 1000 * best / len(batch), "single_row_ms": 1000 * single}
+
+
+def parity_report(native: GravityModel, exported: OnnxModel, frame: pd.DataFrame) -> dict[str, Any]:
+    """How closely ``exported`` follows ``native`` on ``frame``: differences and agreement."""
+    report: dict[str, Any] = {"rows": len(frame), "kind": native.kind}
+    if native.kind == "classifier":
+        a = native.predict_proba(frame).to_numpy(dtype=np.float64)
+        b = exported.predict_proba(frame).to_numpy(dtype=np.float64)
+        report["max_abs_diff"] = float(np.max(np.abs(a - b)))
+        report["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
+        report["label_agreement"] = float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+    else:
+        a = native.predict(frame)["prediction"].to_numpy(dtype=np.float64)
+        b = exported.predict(frame)["prediction"].to_numpy(dtype=np.float64)
+        spread = float(np.std(a)) or 1.0
+        report["max_abs_diff"] = float(np.max(np.abs(a - b)))
+        report["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
+        report["max_diff_relative_to_std"] = report["max_abs_diff"] / spread
+    return report
+
+
+def _check(report: dict[str, Any], min_agreement: float, max_diff: float) -> None:
+    if "label_agreement" in report and report["label_agreement"] < min_agreement:
+        raise ExportError(
+            f"the ONNX model agrees with the original on {report['label_agreement']:.2%} of "
+            f"{report['rows']} held-out labels",
+            allowed=f">= {min_agreement:.2%}",
+            got=f"{report['label_agreement']:.4f}",
+            fix="export without --quantize, or lower --min-agreement if the loss is acceptable",
+        )
+    diff = report.get("max_diff_relative_to_std", report["max_abs_diff"])
+    if diff > max_diff:
+        what = "of the standard deviation of predictions" if "max_diff_relative_to_std" in report else ""
+        raise ExportError(
+            f"the ONNX model's outputs differ from the original's by up to {diff:.4g} {what}".strip(),
+            allowed=f"<= {max_diff}",
+            got=f"{diff:.4g}",
+            fix="export without --quantize, or raise --max-diff if the difference is acceptable",
+        )
+
+
+def _quantize_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Dynamic quantization stores weights as int8 and quantizes activations per batch at run time:
+    # no calibration data is needed (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def export_model(
+    ref: str | Path,
+    output: str | Path,
+    *,
+    quantize: Quantize | None = None,
+    data: str | Path | None = None,
+    min_agreement: float = MIN_AGREEMENT,
+    max_diff: float = MAX_DIFF,
+    workspace: Workspace | None = None,
+) -> ExportReport:
+    """Export model ``ref`` to the folder ``output`` (model.onnx, metadata.json, parity.json)."""
+    if quantize not in (None, "int8"):
+        raise ExportError("unknown quantization", allowed=["int8"], got=quantize, fix="use --quantize int8")
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not (output / METADATA).exists():
+        raise ExportError(
+            f"{str(output)!r} exists and is not an earlier export",
+            got=sorted(p.name for p in output.iterdir())[:10],
+            fix="choose an empty or new folder with -o",
+        )
+    ws = workspace or Workspace.current()
+    model = load(ref, workspace=ws)
+    if data is not None:
+        rows = read_table(str(data), role="held-out rows").frame
+    elif "name" in model.meta:
+        rows = held_out_rows(model, str(ref), ws)
+    else:
+        raise ExportError(
+            "a model folder carries no record of its held-out rows",
+            got=str(ref),
+            fix="give held-out rows with --data FILE",
+        )
+    frame = model.prepare(rows.head(MAX_HELD_OUT_ROWS))
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        fp32 = staging / ("model.fp32.onnx" if quantize else ONNX_FILE)
+        try:
+            graph = model.export_onnx(fp32, frame.head(64))
+        except GravityMLError as exc:
+            raise ExportError(exc.what, got=exc.got, fix=exc.fix) from None
+        if quantize:
+            _quantize_int8(fp32, staging / ONNX_FILE)
+        metadata = {
+            "format": FORMAT,
+            "format_version": 1,
+            "model": {
+                "ref": model.meta.get("ref", str(ref)),
+                "name": model.meta.get("name"),
+                "version": model.meta.get("version"),
+                "flavor": model.flavor,
+                "kind": model.kind,
+            },
+            "file": ONNX_FILE,
+            "quantized": quantize,
+            **graph,
+            "label_map": {str(i): c for i, c in enumerate(model.classes or [])},
+            "schema": model.schema.to_dict(),
+            "meta": {k: v for k, v in model.meta.items() if k in ("interval_half_width", "interval_coverage", "task", "model_type")},
+        }
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
+        exported = OnnxModel(staging)
+        report = parity_report(model, exported, frame)
+        report["thresholds"] = {"min_agreement": min_agreement, "max_diff": max_diff}
+        report["size_bytes"] = {"onnx": (staging / ONNX_FILE).stat().st_size}
+        if quantize:
+            report["size_bytes"]["onnx_fp32"] = fp32.stat().st_size
+            report["size_ratio_fp32_to_int8"] = fp32.stat().st_size / (staging / ONNX_FILE).stat().st_size
+        report["latency"] = {"native": _per_row_ms(model, frame), "onnx": _per_row_ms(exported, frame)}
+        _check(report, min_agreement, max_diff)
+        if quantize:
+            fp32.unlink()
+        report["passed"] = True
+        (staging / PARITY).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(directory=output, model_file=output / ONNX_FILE, parity=report)

@@ -1,0 +1,238 @@
+"""The models a server holds: by name and version, each with its batcher and OIP metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gravityml.errors import GravityMLError, ModelError, ModelNotFoundError
+from gravityml.inference._batcher import Batcher
+from gravityml.inference._load import load
+from gravityml.inference._onnx import OnnxModel, is_export_dir
+from gravityml.inference._tensors import MATRIX_INPUT, PROBABILITIES, input_metadata, matrix_datatype, output_tensors
+from gravityml.models import GravityModel
+from gravityml.tracking import Workspace
+
+Runtime = Literal["native", "onnx"]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model ready to serve, and what it answers to."""
+
+    name: str
+    version: str
+    ref: str
+    model: GravityModel
+    runtime: Runtime
+
+
+def _sample_row(model: GravityModel) -> pd.DataFrame:
+    """One row the schema accepts (used to learn the output tensors and to warm the model up)."""
+    row: dict[str, Any] = {}
+    for col in model.schema.features:
+        if col.kind == "numeric":
+            row[col.name] = 0.0
+        elif col.kind == "boolean":
+            row[col.name] = False
+        elif col.kind == "categorical":
+            row[col.name] = (col.categories or (None,))[0]
+        else:
+            row[col.name] = ""
+    return pd.DataFrame([row])
+
+
+def predict_batch(model: GravityModel, frame: pd.DataFrame, probabilities: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    predicted = model.predict(frame)
+    proba = model.predict_proba(frame) if probabilities and model.kind == "classifier" else None
+    return predicted, proba
+
+
+def output_metadata(model: GravityModel) -> list[dict[str, Any]]:
+    """The OIP ``outputs``, learned by predicting one schema-valid row."""
+    try:
+        predicted, proba = predict_batch(model, _sample_row(model), model.kind == "classifier")
+    except GravityMLError:
+        predicted, proba = pd.DataFrame({"prediction": np.zeros(1)}), None
+    tensors = output_tensors(predicted, proba)
+    return [
+        {"name": t["name"], "datatype": t["datatype"], "shape": [-1, *t["shape"][1:]], **({"parameters": t["parameters"]} if "parameters" in t else {})}
+        for t in tensors
+    ]
+
+
+@dataclass
+class Served:
+    """One model version in the server: its predictor, batcher and metadata."""
+
+    loaded: Loaded
+    batcher: Batcher
+    outputs: list[dict[str, Any]]
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def model(self) -> GravityModel:
+        return self.loaded.model
+
+    def metadata(self, versions: list[str]) -> dict[str, Any]:
+        model = self.model
+        params: dict[str, Any] = {
+            "kind": model.kind,
+            "ref": self.loaded.ref,
+            "runtime": self.loaded.runtime,
+            "version": self.loaded.version,
+            "matrix_input": {
+                "name": MATRIX_INPUT,
+                "datatype": matrix_datatype(model.schema),
+                "shape": [-1, len(model.schema.features)],
+            },
+            "probabilities": f"set parameters.{PROBABILITIES}=true or request output {PROBABILITIES!r}",
+        }
+        if model.classes is not None:
+            params["classes"] = [str(c) for c in model.classes]
+        return {
+            "name": self.loaded.name,
+            "versions": versions,
+            "platform": f"gravityml_{model.flavor}",
+            "inputs": input_metadata(model.schema),
+            "outputs": self.outputs,
+            "parameters": params,
+        }
+
+
+def load_for_serving(ref: str, runtime: Runtime = "native", *, workspace: Workspace | None = None) -> Loaded:
+    """A model by reference, model folder or export folder, in the runtime asked for."""
+    if is_export_dir(ref):
+        model: GravityModel = OnnxModel(ref)
+        meta = model.metadata["model"]  # type: ignore[attr-defined]
+        name = meta.get("name") or Path(ref).resolve().name
+        return Loaded(name, str(meta.get("version") or 1), ref, model, "onnx")
+    native = load(ref, workspace=workspace)
+    name = str(native.meta.get("name") or Path(ref).resolve().name)
+    version = str(native.meta.get("version") or 1)
+    if runtime == "native":
+        return Loaded(name, version, ref, native, "native")
+    from gravityml.inference._export import export_model
+
+    ws = workspace or Workspace.current()
+    target = ws.cache_dir / "onnx" / name / version
+    if not is_export_dir(target):
+        export_model(ref, target, workspace=ws)
+    return Loaded(name, version, ref, OnnxModel(target), "onnx")
+
+
+class Repository:
+    """Served models by name and version; one default version per name (the one its ref named)."""
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        max_batch_size: int,
+        max_delay_ms: float,
+        loader: Callable[[str], Loaded],
+        on_batch: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_ms = max_delay_ms
+        self.loader = loader
+        self.on_batch = on_batch
+        self._models: dict[str, dict[str, Served]] = {}
+        self._default: dict[str, str] = {}
+        self._refs: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+
+    def add(self, loaded: Loaded) -> Served:
+        name = loaded.name
+        on_batch = self.on_batch
+
+        def report(requests: int, rows: int) -> None:
+            if on_batch is not None:
+                on_batch(name, requests, rows)
+
+        served = Served(
+            loaded=loaded,
+            batcher=Batcher(
+                lambda frame, proba: predict_batch(loaded.model, frame, proba),
+                executor=self.executor,
+                max_batch_size=self.max_batch_size,
+                max_delay_ms=self.max_delay_ms,
+                on_batch=report,
+            ),
+            outputs=output_metadata(loaded.model),
+        )
+        versions = self._models.setdefault(name, {})
+        versions[loaded.version] = served
+        current = self._default.get(name)
+        if current is None or int_or_zero(loaded.version) > int_or_zero(current):
+            self._default[name] = loaded.version
+            self._refs[name] = loaded.ref
+        return served
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def versions(self, name: str) -> list[str]:
+        return sorted(self._models.get(name, {}), key=int_or_zero)
+
+    def get(self, name: str, version: str | None = None) -> Served:
+        versions = self._models.get(name)
+        if not versions:
+            raise ModelNotFoundError(f"model {name!r} is not served here", allowed=self.names, got=name,
+                                     fix="call GET /v2/repository/index for what is served")
+        key = version if version is not None else self._default[name]
+        if key not in versions:
+            raise ModelNotFoundError(f"model {name!r} has no version {key!r} here", allowed=self.versions(name),
+                                     got=key, fix=f"use one of the versions served, or POST /v2/repository/models/{name}/load")
+        return versions[key]
+
+    def index(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "version": version, "state": "READY", "default": version == self._default[name]}
+            for name in self.names
+            for version in self.versions(name)
+        ]
+
+    async def reload(self, name: str, ref: str | None = None) -> Served:
+        """Load ``ref`` (default: the ref this name was served from) and make it the default.
+
+        The version it replaces finishes what it has queued and is then dropped; requests keep
+        being answered throughout.
+        """
+        if ref is None and name not in self._refs:
+            self.get(name)  # raises not found
+        ref = ref or self._refs[name]
+        async with self._lock:
+            loaded = await asyncio.get_running_loop().run_in_executor(None, self.loader, ref)
+            if loaded.name != name:
+                raise ModelError(f"{ref!r} is model {loaded.name!r}, not {name!r}", got=loaded.name,
+                                 fix=f"load a reference to {name!r}")
+            previous = self._default.get(name)
+            if previous == loaded.version and loaded.version in self._models.get(name, {}):
+                return self._models[name][previous]
+            served = self.add(loaded)
+            self._default[name] = loaded.version
+            self._refs[name] = ref
+            old = self._models[name].pop(previous, None) if previous and previous != loaded.version else None
+        if old is not None:
+            await old.batcher.close()
+        return served
+
+    async def close(self) -> None:
+        for versions in list(self._models.values()):
+            for served in list(versions.values()):
+                await served.batcher.close()
+
+
+def int_or_zero(text: str) -> int:
+    return int(text) if text.isdigit() else 0

@@ -1,0 +1,339 @@
+"""The Open Inference Protocol v2 REST server (the protocol of Triton, KServe and MLServer).
+
+Endpoints (https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/):
+health, server and model metadata, model readiness, inference with dynamic batching, and the
+repository extension's index and load. Every user-caused failure is a 4xx with ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from importlib import metadata
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
+from gravityml.inference._observability import Gate, Metrics
+from gravityml.inference._repository import Loaded, Repository
+from gravityml.inference._tensors import PROBABILITIES, decode_request, output_tensors, select_outputs
+
+log = logging.getLogger("gravityml.serve")
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("gravityml")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0+unknown"
+
+
+__version__ = _package_version()
+
+_TENSOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": ["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16",
+                                                 "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES"]},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+_INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object", "properties": {PROBABILITIES: {"type": "boolean"}}},
+                    "inputs": {"type": "array", "items": _TENSOR_SCHEMA},
+                    "outputs": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                    },
+                },
+            }
+        }
+    },
+}
+_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+_ERRORS = {
+    "400": {"description": "Bad request: the error names the tensor, shape, datatype or value", **_ERROR},
+    "401": {"description": "Missing or wrong bearer token", **_ERROR},
+    "404": {"description": "Unknown model or version", **_ERROR},
+}
+_LOAD_BODY = {
+    "required": False,
+    "content": {"application/json": {"schema": {"type": "object", "properties": {
+        "parameters": {"type": "object", "properties": {"ref": {"type": "string"}}}}}}},
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the server behaves; every field has a CLI option of the same name."""
+
+    max_batch_size: int = 64
+    max_delay_ms: float = 2.0
+    timeout_s: float = 30.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_rows: int = 100_000
+    token: str | None = None
+
+
+class _ClientError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _ClientError(413, f"request body of {declared} bytes is over the limit of {limit} bytes; "
+                                "split the rows into smaller requests")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _ClientError(413, f"request body is over the limit of {limit} bytes; split the rows into smaller requests")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes) -> Any:
+    if not body:
+        raise _ClientError(400, "the request has no body; send a JSON inference request")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _ClientError(400, f"malformed JSON: {str(exc)[:200]}") from None
+
+
+def create_app(
+    models: list[Loaded],
+    *,
+    config: ServeConfig | None = None,
+    loader: Callable[[str], Loaded] | None = None,
+) -> Any:
+    """The ASGI application serving ``models`` (wrapped in auth, metrics and the access log)."""
+    config = config or ServeConfig()
+    metrics = Metrics()
+    executor = ThreadPoolExecutor(max_workers=max(2, len(models)), thread_name_prefix="gravityml-batch")
+
+    def _no_loader(ref: str) -> Loaded:
+        raise InferenceError("this server cannot load models", fix="start it with gravityml serve")
+
+    repo = Repository(
+        executor=executor,
+        max_batch_size=config.max_batch_size,
+        max_delay_ms=config.max_delay_ms,
+        loader=loader or _no_loader,
+        on_batch=metrics.on_batch,
+    )
+    for loaded in models:
+        repo.add(loaded)
+    metrics.models.set(len(repo.index()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # uvicorn has let in-flight requests finish; drain what the batchers still hold.
+        await repo.close()
+        executor.shutdown(wait=True)
+
+    app = FastAPI(
+        title="gravityml inference server",
+        version=__version__,
+        description="Open Inference Protocol v2 (KServe / Triton) REST API with dynamic batching.",
+        lifespan=lifespan,
+    )
+    app.state.repository = repo
+    app.state.metrics = metrics
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        return _error(400, "; ".join(str(e.get("msg")) for e in exc.errors())[:500] or "bad request")
+
+    @app.get("/v2/health/live", tags=["health"])
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @app.get("/v2/health/ready", tags=["health"])
+    async def ready() -> Response:
+        return _json({"ready": bool(repo.names)}, 200 if repo.names else 503)
+
+    @app.get("/v2", tags=["server"])
+    async def server_metadata() -> Response:
+        return _json({"name": "gravityml", "version": __version__, "extensions": ["model_repository"]})
+
+    def _served(request: Request, name: str, version: str | None) -> Any:
+        try:
+            return repo.get(name, version)
+        except ModelNotFoundError as exc:
+            raise _ClientError(404, exc.message) from None
+
+    async def _guarded(request: Request, handler: Callable[[], Any]) -> Response:
+        try:
+            return await handler()
+        except _ClientError as exc:
+            request.state.error = exc.message
+            return _error(exc.status, exc.message)
+        except ModelNotFoundError as exc:
+            request.state.error = exc.message
+            return _error(404, exc.message)
+        except GravityMLError as exc:
+            request.state.error = exc.message
+            return _error(400, exc.message)
+
+    def per_version(method: str, suffix: str, **kwargs: Any) -> Callable[[Any], Any]:
+        """Register a handler at /v2/models/{name}SUFFIX and /v2/models/{name}/versions/{version}SUFFIX."""
+
+        def register(handler: Any) -> Any:
+            for path in (f"/v2/models/{{name}}{suffix}", f"/v2/models/{{name}}/versions/{{version}}{suffix}"):
+                app.add_api_route(path, handler, methods=[method], responses=_ERRORS, **kwargs)
+            return handler
+
+        return register
+
+    @per_version("GET", "", tags=["model"])
+    async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
+        async def run() -> Response:
+            return _json(_served(request, name, version).metadata(repo.versions(name)))
+        return await _guarded(request, run)
+
+    @per_version("GET", "/ready", tags=["model"])
+    async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
+        async def run() -> Response:
+            served = _served(request, name, version)
+            return _json({"name": name, "version": served.loaded.version, "ready": True})
+        return await _guarded(request, run)
+
+    async def _infer(request: Request, name: str, version: str | None) -> Response:
+        async def run() -> Response:
+            served = _served(request, name, version)
+            request.state.model = name
+            request.state.version = served.loaded.version
+            body = _parse(await _read_body(request, config.max_body_bytes))
+            decoded = decode_request(body, served.model.schema, max_rows=config.max_rows)
+            request.state.rows = decoded.rows
+            if decoded.request_id:
+                request.state.request_id = decoded.request_id
+            if decoded.outputs is not None:
+                select_outputs(served.outputs, decoded.outputs)  # unknown names fail before any work
+            if decoded.probabilities and served.model.kind != "classifier":
+                raise InferenceError(f"a {served.model.kind} has no class probabilities", got=PROBABILITIES,
+                                     fix="leave out the probabilities request")
+            try:
+                predicted, proba = await asyncio.wait_for(
+                    served.batcher.submit(decoded.frame(), probabilities=decoded.probabilities), config.timeout_s
+                )
+            except asyncio.TimeoutError:
+                raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
+                                        "or send fewer rows") from None
+            tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
+            payload: dict[str, Any] = {"model_name": name, "model_version": served.loaded.version, "outputs": tensors}
+            if decoded.request_id:
+                payload["id"] = decoded.request_id
+            return _json(payload)
+        return await _guarded(request, run)
+
+    @per_version("POST", "/infer", tags=["inference"], openapi_extra={"requestBody": _INFER_BODY})
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        return await _infer(request, name, version)
+
+    @app.post("/v2/repository/index", tags=["repository"])
+    async def repository_index() -> Response:
+        return _json(repo.index())
+
+    @app.post("/v2/repository/models/{name}/load", tags=["repository"], responses=_ERRORS,
+              openapi_extra={"requestBody": _LOAD_BODY})
+    async def repository_load(name: str, request: Request) -> Response:
+        async def run() -> Response:
+            body = await _read_body(request, 64 * 1024)
+            ref = None
+            if body.strip():
+                parsed = _parse(body)
+                params = parsed.get("parameters") if isinstance(parsed, dict) else None
+                ref = params.get("ref") if isinstance(params, dict) else None
+                if ref is not None and not isinstance(ref, str):
+                    raise _ClientError(400, "parameters.ref must be a model reference string such as tumor@production")
+            served = await repo.reload(name, ref)
+            metrics.models.set(len(repo.index()))
+            log.info("loaded %s version %s from %s", name, served.loaded.version, served.loaded.ref)
+            return _json({"name": name, "version": served.loaded.version, "ref": served.loaded.ref, "state": "READY"})
+        return await _guarded(request, run)
+
+    @app.get("/metrics", tags=["server"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Gate(app, metrics=metrics, token=config.token)
+
+
+def serve(
+    refs: list[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    runtime: str = "native",
+    config: ServeConfig | None = None,
+    graceful_s: float = 30.0,
+    on_ready: Callable[[list[Loaded]], None] | None = None,
+) -> None:
+    """Load ``refs`` (aliases resolved now) and serve them until SIGINT/SIGTERM.
+
+    On a signal uvicorn stops accepting connections and lets in-flight requests finish (up to
+    ``graceful_s``), then the batchers drain what they hold.
+    """
+    import uvicorn
+
+    from gravityml.inference._repository import load_for_serving
+
+    def loader(ref: str) -> Loaded:
+        return load_for_serving(ref, runtime)  # type: ignore[arg-type]
+
+    models = [loader(ref) for ref in refs]
+    app = create_app(models, config=config, loader=loader)
+    if on_ready is not None:
+        on_ready(models)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,  # ours is structured (gravityml.access)
+            timeout_graceful_shutdown=int(graceful_s),
+            lifespan="on",
+        )
+    )
+    server.run()

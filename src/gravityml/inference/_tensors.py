@@ -1,0 +1,328 @@
+"""Open Inference Protocol v2 tensors to and from the predictor contract.
+
+A model takes either one tensor per training column (name = column, shape ``[n]`` or ``[n, 1]``)
+or a single tensor ``input`` of shape ``[n, n_features]`` in the schema's column order. Outputs are
+named after the columns of ``predict`` (``prediction``, ``confidence``, ``score``, ...), plus
+``probabilities`` (``[n, n_classes]``) for classifiers when asked for. Every check here raises
+:class:`~gravityml.errors.InferenceError`, which the server answers with 400 and an OIP error body.
+Spec: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gravityml.errors import InferenceError
+from gravityml.schema import Column, Schema
+
+MATRIX_INPUT = "input"
+PROBABILITIES = "probabilities"
+INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+DATATYPES = INT_TYPES | FLOAT_TYPES | {"BOOL", "BYTES"}
+#: Which tensor datatypes a column of each schema kind accepts; the first is the one advertised.
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "numeric": ("FP64", *sorted(FLOAT_TYPES - {"FP64"}), *sorted(INT_TYPES)),
+    "boolean": ("BOOL", *sorted(INT_TYPES)),
+    "categorical": ("BYTES",),
+    "text": ("BYTES",),
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One request's rows as columns, and what it asked to get back."""
+
+    columns: dict[str, np.ndarray]
+    rows: int
+    outputs: list[str] | None = None
+    probabilities: bool = False
+    request_id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
+
+
+def _bad(what: str, **kwargs: Any) -> InferenceError:
+    return InferenceError(what, **kwargs)
+
+
+def matrix_datatype(schema: Schema) -> str:
+    return "FP64" if all(c.kind in ("numeric", "boolean") for c in schema.features) else "BYTES"
+
+
+def input_metadata(schema: Schema) -> list[dict[str, Any]]:
+    """The OIP ``inputs`` of a model's metadata: one tensor per column."""
+    return [{"name": c.name, "datatype": ACCEPTS[c.kind][0], "shape": [-1]} for c in schema.features]
+
+
+def _flatten(data: Any, name: str) -> list[Any]:
+    if not isinstance(data, list):
+        raise _bad(f"input {name!r}: 'data' must be a list of values", got=type(data).__name__,
+                   fix="send the tensor's values row-major as a JSON list")
+    if not any(isinstance(v, list) for v in data):
+        return data
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            flat.append(value)
+        else:
+            stack.pop()
+    return flat
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _column_values(values: list[Any], datatype: str, col: Column, tensor: str) -> np.ndarray:
+    """``values`` checked against ``datatype`` and the column, as the array the schema expects."""
+    if datatype not in ACCEPTS[col.kind]:
+        raise _bad(
+            f"input {tensor!r}: datatype {datatype} does not fit {col.kind} column {col.name!r}",
+            allowed=list(ACCEPTS[col.kind]),
+            got=datatype,
+            fix=f"send column {col.name!r} as {ACCEPTS[col.kind][0]}",
+        )
+    if datatype == "BYTES":
+        ok = all(isinstance(v, str) or (v is None and col.nullable) for v in values)
+        if not ok:
+            bad = next(v for v in values if not isinstance(v, str))
+            raise _bad(
+                f"input {tensor!r}: column {col.name!r} takes strings"
+                + ("" if col.nullable else " and had no missing values in training"),
+                got=repr(bad)[:80],
+                fix="send text values (JSON strings)",
+            )
+        return np.asarray(values, dtype=object)
+    if col.kind == "boolean":
+        # The schema reads booleans by their text ("true"/"false"), so hand it Python bools.
+        if not all(isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)) for v in values):
+            bad = next(v for v in values if not (isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))))
+            raise _bad(f"input {tensor!r}: column {col.name!r} takes true/false (or 0/1)",
+                       got=repr(bad)[:80], fix="send JSON booleans")
+        return np.asarray([bool(v) for v in values], dtype=object)
+    if datatype == "BOOL":
+        raise _bad(f"input {tensor!r}: BOOL does not fit numeric column {col.name!r}", got=datatype,
+                   allowed=list(ACCEPTS[col.kind]), fix="send numbers as FP64")
+    if datatype in INT_TYPES:
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise _bad(f"input {tensor!r}: {datatype} values must be integers",
+                       got=repr(next(v for v in values if not isinstance(v, int) or isinstance(v, bool)))[:80],
+                       fix="send integers, or declare the tensor FP64")
+        if datatype.startswith("UINT") and any(v < 0 for v in values):
+            raise _bad(f"input {tensor!r}: {datatype} values cannot be negative", got=min(values),
+                       fix="send non-negative integers or declare INT64")
+        try:
+            return np.asarray(values, dtype=np.float64)
+        except OverflowError:
+            raise _bad(f"input {tensor!r}: an integer is too large", fix="send values within 64-bit range") from None
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = math.nan
+        elif _is_number(v):
+            out[i] = float(v) if not isinstance(v, int) or abs(v) < 2**63 else math.inf
+        else:
+            raise _bad(f"input {tensor!r}: {datatype} values must be numbers", got=repr(v)[:80],
+                       fix="send JSON numbers (null or NaN for a missing value where the model allows it)")
+    if not np.isfinite(out).all():
+        missing = np.isnan(out)
+        if np.isinf(out).any():
+            raise _bad(f"input {tensor!r}: column {col.name!r} holds an infinite value", allowed="finite numbers",
+                       got="Infinity", fix="send finite numbers")
+        if missing.any() and not col.nullable:
+            row = int(np.flatnonzero(missing)[0]) + 1
+            raise _bad(
+                f"input {tensor!r}: column {col.name!r}, row {row} is NaN/null, but the model never saw a "
+                "missing value there",
+                allowed="numbers",
+                got="NaN",
+                fix=f"send a number for {col.name!r}",
+            )
+    return out
+
+
+def _shape(tensor: dict[str, Any], name: str) -> list[int]:
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise _bad(f"input {name!r}: 'shape' must be a non-empty list of non-negative integers", got=repr(shape)[:80],
+                   fix="e.g. \"shape\": [3] for 3 rows of one column")
+    return shape
+
+
+def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000) -> Decoded:
+    """An OIP inference request for a model with ``schema`` as columns in the schema's order."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", got=type(body).__name__,
+                   fix='send {"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}')
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _bad("the request needs a non-empty 'inputs' list", got=repr(inputs)[:80],
+                   fix="add one input tensor per feature column, or one 2-D tensor named 'input'")
+    names = schema.feature_names
+    by_name = {c.name: c for c in schema.features}
+    columns: dict[str, np.ndarray] = {}
+    rows: int | None = None
+    for tensor in inputs:
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise _bad("each input must be an object with a string 'name'", got=repr(tensor)[:80],
+                       fix="give every input tensor a name")
+        name = tensor["name"]
+        datatype = tensor.get("datatype")
+        if datatype not in DATATYPES:
+            raise _bad(f"input {name!r}: unknown datatype", allowed=sorted(DATATYPES), got=repr(datatype)[:40],
+                       fix="use one of the OIP datatypes")
+        shape = _shape(tensor, name)
+        params = tensor.get("parameters")
+        if isinstance(params, dict) and "binary_data_size" in params:
+            raise _bad(f"input {name!r}: the binary tensor extension is not supported", got="binary_data_size",
+                       fix="send the values as JSON in 'data' (tritonclient: binary_data=False)")
+        values = _flatten(tensor.get("data"), name)
+        if math.prod(shape) != len(values):
+            raise _bad(f"input {name!r}: shape {shape} holds {math.prod(shape)} values but 'data' has {len(values)}",
+                       got=len(values), fix="make 'shape' match the number of values")
+        if name == MATRIX_INPUT and name not in by_name:
+            if len(shape) != 2 or shape[1] != len(names):
+                raise _bad(f"input {name!r}: shape must be [n, {len(names)}] (one column per feature)",
+                           allowed=[-1, len(names)], got=shape, fix=f"send rows of {len(names)} values in the order {names[:5]}")
+            n = shape[0]
+            for j, col in enumerate(schema.features):
+                column_type = datatype if datatype != "BYTES" or col.kind in ("categorical", "text") else "FP64"
+                picked = values[j :: len(names)]
+                if datatype == "BYTES" and col.kind in ("numeric", "boolean"):
+                    picked = [_number_from_text(v, name, col) for v in picked]
+                    column_type = "FP64" if col.kind == "numeric" else "BOOL"
+                columns[col.name] = _column_values(picked, column_type, col, name)
+        elif name in by_name:
+            if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+                raise _bad(f"input {name!r}: a column tensor has shape [n] or [n, 1]", got=shape,
+                           fix="send one tensor per column, or all columns as one [n, n_features] tensor 'input'")
+            if name in columns:
+                raise _bad(f"input {name!r} is given twice", got=name, fix="send each column once")
+            n = shape[0]
+            columns[name] = _column_values(values, datatype, by_name[name], name)
+        else:
+            raise _bad(f"unknown input tensor {name!r}", allowed=[*names[:20], MATRIX_INPUT][:21], got=name,
+                       fix="name input tensors after the model's columns (see GET /v2/models/NAME)")
+        if rows is not None and n != rows:
+            raise _bad(f"input {name!r} has {n} rows but an earlier input has {rows}", got=n,
+                       fix="send the same number of rows in every input")
+        rows = n
+    missing = [c for c in names if c not in columns]
+    if missing:
+        raise _bad(f"the request lacks input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}",
+                   allowed=names, got=sorted(columns), fix="send one tensor per feature column")
+    assert rows is not None
+    if rows == 0:
+        raise _bad("the request has no rows", got=0, fix="send at least one row")
+    if rows > max_rows:
+        raise _bad("the request has too many rows", allowed=f"<= {max_rows}", got=rows, fix="split it into smaller requests")
+    outputs, probabilities = _requested(body)
+    request_id = body.get("id")
+    parameters = body.get("parameters")
+    return Decoded(
+        columns={c: columns[c] for c in names},
+        rows=rows,
+        outputs=outputs,
+        probabilities=probabilities,
+        request_id=request_id if isinstance(request_id, str) else None,
+        parameters=parameters if isinstance(parameters, dict) else {},
+    )
+
+
+def _number_from_text(value: Any, tensor: str, col: Column) -> Any:
+    """A value of a BYTES matrix bound for a numeric column: numbers pass, numeric strings convert."""
+    if value is None or _is_number(value) or isinstance(value, bool):
+        return value if col.kind == "numeric" or value is None else bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if col.kind == "boolean" and text in ("true", "false", "1", "0"):
+            return text in ("true", "1")
+        try:
+            return float(text) if col.kind == "numeric" else None
+        except ValueError:
+            pass
+    raise _bad(f"input {tensor!r}: column {col.name!r} takes numbers", got=repr(value)[:80], fix="send a number")
+
+
+def _requested(body: dict[str, Any]) -> tuple[list[str] | None, bool]:
+    params = body.get("parameters")
+    probabilities = isinstance(params, dict) and params.get(PROBABILITIES) is True
+    outputs = body.get("outputs")
+    if outputs is None:
+        return None, probabilities
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+        raise _bad("'outputs' must be a list of objects with a string 'name'", got=repr(outputs)[:80],
+                   fix='e.g. "outputs": [{"name": "prediction"}, {"name": "confidence"}]')
+    names = [o["name"] for o in outputs]
+    return names, probabilities or PROBABILITIES in names
+
+
+def _datatype(values: np.ndarray) -> str:
+    if values.dtype.kind == "b":
+        return "BOOL"
+    if values.dtype.kind in "iu":
+        return "INT64"
+    if values.dtype.kind == "f":
+        return "FP64"
+    if all(isinstance(v, (bool, np.bool_)) for v in values):
+        return "BOOL"
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+        return "INT64"
+    if all(isinstance(v, (float, np.floating)) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+def _plain_list(values: np.ndarray, datatype: str) -> list[Any]:
+    if datatype == "FP64":
+        # JSON has no NaN: a missing float goes out as null.
+        return [None if math.isnan(v) else v for v in values.astype(np.float64).tolist()]
+    if datatype == "INT64":
+        return [int(v) for v in values]
+    if datatype == "BOOL":
+        return [bool(v) for v in values]
+    return [str(v) for v in values]
+
+
+def output_tensors(predicted: pd.DataFrame, proba: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """OIP ``outputs`` for ``predict``'s frame (and the class probabilities when given)."""
+    out = []
+    n = len(predicted)
+    for name in predicted.columns:
+        values = predicted[name].to_numpy()
+        datatype = _datatype(values)
+        out.append({"name": str(name), "datatype": datatype, "shape": [n], "data": _plain_list(values, datatype)})
+    if proba is not None:
+        matrix = proba.to_numpy(dtype=np.float64)
+        out.append({
+            "name": PROBABILITIES,
+            "datatype": "FP64",
+            "shape": [n, matrix.shape[1]],
+            "data": matrix.ravel().tolist(),
+            "parameters": {"classes": [str(c) for c in proba.columns]},
+        })
+    return out
+
+
+def select_outputs(tensors: list[dict[str, Any]], wanted: list[str] | None) -> list[dict[str, Any]]:
+    """Only the requested outputs (all when none are named); an unknown name is an error."""
+    if wanted is None:
+        return tensors
+    known = {t["name"]: t for t in tensors}
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise _bad(f"unknown output {unknown[0]!r}", allowed=sorted(known), got=unknown[0],
+                   fix="request outputs the model's metadata lists")
+    return [known[w] for w in wanted]

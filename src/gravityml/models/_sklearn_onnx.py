@@ -1,0 +1,116 @@
+"""ONNX export of a scikit-learn model: the whole Pipeline (preprocessing + estimator) as one graph.
+
+The graph takes one input per training column, each of shape ``[n, 1]``: ``float32`` for numeric and
+boolean columns (``NaN`` where a value is missing) and ``string`` for categorical and text columns
+(``""`` where a value is missing). The metadata written beside it says which input is which column,
+so a program holding only onnxruntime can feed it rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from gravityml.errors import ModelError
+from gravityml.schema import Schema
+
+#: ONNX operator sets the graph uses: the default domain and the ai.onnx.ml domain (trees, imputers).
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+#: What the TF-IDF step tokenises on: scikit-learn's default ``token_pattern`` as an ONNX regex.
+TOKEN_REGEX = r"\b\w\w+\b"
+
+
+def _patch_tree_converter() -> None:
+    """Make skl2onnx's tree converter write ints where ONNX wants ints.
+
+    skl2onnx 1.20 passes Python ``False`` into the integer list ``nodes_missing_value_tracks_true``
+    for leaves of HistGradientBoosting trees, which recent ``onnx`` rejects ("Expected an int, got a
+    boolean"). Casting the one argument keeps the converter's logic untouched.
+    """
+    from skl2onnx.common import tree_ensemble
+
+    if getattr(tree_ensemble.add_node, "_gravityml_int_cast", False):
+        return
+    original = tree_ensemble.add_node
+
+    def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
+        return original(*args, nodes_missing_value_tracks_true=int(nodes_missing_value_tracks_true), **kwargs)
+
+    add_node._gravityml_int_cast = True  # type: ignore[attr-defined]
+    tree_ensemble.add_node = add_node
+
+
+def _is_string_column(kind: str) -> bool:
+    return kind in ("categorical", "text")
+
+
+def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> dict[str, Any]:
+    """Convert ``pipeline`` to ONNX at ``path``; return the input/output description."""
+    try:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    except ImportError as exc:  # pragma: no cover - skl2onnx is a dependency
+        raise ModelError("ONNX export needs skl2onnx", got=str(exc), fix="pip install skl2onnx") from None
+    if kind not in ("classifier", "regressor"):
+        raise ModelError(
+            f"a scikit-learn {kind} cannot be exported to ONNX yet",
+            allowed=["classifier", "regressor"],
+            got=kind,
+            fix="serve it with its native runtime (gravityml serve REF)",
+        )
+    _patch_tree_converter()
+    # The graph sees missing categories as "" (string tensors hold no NaN); the fitted imputer looked
+    # for NaN. Only the copy that is converted changes.
+    graph_pipeline = copy.deepcopy(pipeline)
+    options: dict[int, dict[str, Any]] = {}
+    preprocess = graph_pipeline.named_steps.get("preprocess")
+    for name, transformer, _columns in getattr(preprocess, "transformers_", []):
+        if name == "categorical":
+            transformer.steps[0][1].missing_values = ""
+        elif name.startswith("text_"):
+            # ONNX's StringNormalizer defaults to the en_US locale, missing on minimal systems.
+            options[id(transformer)] = {"locale": "C", "tokenexp": TOKEN_REGEX}
+    estimator = graph_pipeline.steps[-1][1]
+    if kind == "classifier":
+        options[id(estimator)] = {"zipmap": False}
+    initial_types = [
+        (c.name, StringTensorType([None, 1]) if _is_string_column(c.kind) else FloatTensorType([None, 1]))
+        for c in schema.features
+    ]
+    try:
+        onx = convert_sklearn(graph_pipeline, initial_types=initial_types, target_opset=TARGET_OPSET, options=options)
+    except Exception as exc:  # skl2onnx raises many types; each means "this estimator does not convert"
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ModelError(
+            f"scikit-learn model {type(estimator).__name__} could not be converted to ONNX: {first}",
+            got=type(exc).__name__,
+            fix="serve it with its native runtime (gravityml serve REF), or train a model type skl2onnx supports",
+        ) from None
+    path.write_bytes(onx.SerializeToString())
+    graph_inputs = [i.name for i in onx.graph.input]
+    inputs = [
+        {
+            "name": graph_name,
+            "columns": [c.name],
+            "datatype": "STRING" if _is_string_column(c.kind) else "FP32",
+            "shape": [-1, 1],
+            "missing": "" if _is_string_column(c.kind) else "NaN",
+        }
+        for graph_name, c in zip(graph_inputs, schema.features)
+    ]
+    graph_outputs = [o.name for o in onx.graph.output]
+    outputs = (
+        {"label": graph_outputs[0], "probabilities": graph_outputs[1]}
+        if kind == "classifier"
+        else {"prediction": graph_outputs[0]}
+    )
+    steps = [type(step).__name__ for _, step in pipeline.steps]
+    return {
+        "inputs": inputs,
+        "outputs": outputs,
+        "preprocessing": "in the graph: " + " -> ".join(steps)
+        + " (numeric: median imputation + standard scaling; categorical: one-hot; text: TF-IDF)",
+        "opset": TARGET_OPSET,
+    }
+

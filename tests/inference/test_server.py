@@ -1,0 +1,158 @@
+"""The OIP server as a client sees it: a real process on 127.0.0.1, called over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.inference.conftest import Server, mixed_frame
+
+AUTH = {"Authorization": "Bearer s3cret"}
+
+
+def iris_rows(n: int) -> np.ndarray:
+    return load_iris().data[:: max(1, 150 // n)][:n]
+
+
+def column_request(rows: np.ndarray, names: list[str], **extra: object) -> dict:
+    return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, j].tolist()}
+                       for j, c in enumerate(names)], **extra}
+
+
+def iris_names(server: Server) -> list[str]:
+    meta = httpx.get(f"{server.url}/v2/models/iris", headers=AUTH).json()
+    return [i["name"] for i in meta["inputs"]]
+
+
+def test_tritonclient_reads_predictions_and_confidences(server: Server) -> None:
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    headers = AUTH
+    assert client.is_server_live(headers=headers)
+    assert client.is_model_ready("iris", headers=headers)
+    meta = client.get_model_metadata("iris", headers=headers)
+    names = [i["name"] for i in meta["inputs"]]
+    rows = iris_rows(6)
+    inputs = []
+    for j, name in enumerate(names):
+        tensor = triton.InferInput(name, [len(rows)], "FP64")
+        tensor.set_data_from_numpy(rows[:, j].astype(np.float64), binary_data=False)
+        inputs.append(tensor)
+    outputs = [triton.InferRequestedOutput(n, binary_data=False) for n in ("prediction", "confidence", "probabilities")]
+    result = client.infer("iris", inputs, outputs=outputs, headers=headers)
+    labels = result.as_numpy("prediction")
+    confidence = result.as_numpy("confidence")
+    proba = result.as_numpy("probabilities")
+    assert proba.shape == (6, 3)
+    np.testing.assert_allclose(confidence, proba.max(axis=1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    # Rows 0-1 are setosa, 2-3 versicolor, 4-5 virginica in iris order: the model gets them right.
+    decoded = [v.decode() if isinstance(v, bytes) else str(v) for v in labels]
+    assert decoded == ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]
+    client.close()
+
+
+def test_matrix_input_matches_column_inputs(server: Server) -> None:
+    rows = iris_rows(10)
+    by_column = httpx.post(f"{server.url}/v2/models/iris/infer", headers=AUTH, json=column_request(rows, iris_names(server)))
+    matrix = httpx.post(f"{server.url}/v2/models/iris/versions/1/infer", headers=AUTH, json={
+        "id": "req-7", "inputs": [{"name": "input", "shape": [10, 4], "datatype": "FP32", "data": rows.tolist()}]})
+    assert by_column.status_code == matrix.status_code == 200
+    assert matrix.json()["id"] == "req-7"
+    a, b = by_column.json()["outputs"], matrix.json()["outputs"]
+    assert a[0]["data"] == b[0]["data"]
+    np.testing.assert_allclose(a[1]["data"], b[1]["data"], rtol=1e-5)
+
+
+def test_every_column_kind_and_alias(server: Server) -> None:
+    frame = mixed_frame(8, seed=5)
+    meta = httpx.get(f"{server.url}/v2/models/loans", headers=AUTH).json()
+    types = {i["name"]: i["datatype"] for i in meta["inputs"]}
+    assert types == {"size": "FP64", "region": "BYTES", "note": "BYTES"}
+    assert meta["parameters"]["ref"] == "loans@production"
+    body = {"inputs": [
+        {"name": "size", "shape": [8, 1], "datatype": "FP64", "data": [[None if np.isnan(v) else v] for v in frame["size"]]},
+        {"name": "region", "shape": [8], "datatype": "BYTES", "data": frame["region"].tolist()},
+        {"name": "note", "shape": [8], "datatype": "BYTES", "data": frame["note"].tolist()},
+    ], "parameters": {"probabilities": True}}
+    response = httpx.post(f"{server.url}/v2/models/loans/infer", headers=AUTH, json=body)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert set(outputs["prediction"]["data"]) <= {"approve", "review"}
+    assert outputs["probabilities"]["parameters"]["classes"] == ["approve", "review"]
+    assert all(0.5 <= c <= 1 for c in outputs["confidence"]["data"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"", 400, "no body"),
+        (b"[1, 2]", 400, "JSON object"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}).encode(), 400, "shape must be [n, 4]"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP64", "data": [1] * 7}]}).encode(), 400, "holds 8 values"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "BOOL", "data": [True] * 4}]}).encode(), 400, "datatype BOOL"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ["a", 1, 2, 3]}]}).encode(), 400, "must be numbers"),
+        (b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [NaN, 1, 2, 3]}]}', 400, "NaN"),
+        (b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [Infinity, 1, 2, 3]}]}', 400, "infinite"),
+        (json.dumps({"inputs": [{"name": "petal", "shape": [1], "datatype": "FP64", "data": [1]}]}).encode(), 400, "unknown input tensor 'petal'"),
+        (json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+                     "outputs": [{"name": "logits"}]}).encode(), 400, "unknown output 'logits'"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_problem(server: Server, body: bytes, status: int, needle: str) -> None:
+    response = httpx.post(f"{server.url}/v2/models/iris/infer", headers=AUTH, content=body)
+    assert response.status_code == status
+    assert needle in response.json()["error"]
+
+
+def test_unknown_model_or_version_is_404(server: Server) -> None:
+    assert httpx.get(f"{server.url}/v2/models/nope", headers=AUTH).status_code == 404
+    response = httpx.post(f"{server.url}/v2/models/iris/versions/9/infer", headers=AUTH, json={"inputs": []})
+    assert response.status_code == 404 and "no version '9'" in response.json()["error"]
+    assert httpx.get(f"{server.url}/v2/nothing/here", headers=AUTH).json() == {"error": "Not Found"}
+
+
+def test_auth_body_limit_metrics_and_openapi(server: Server) -> None:
+    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200  # probes stay open
+    assert httpx.get(f"{server.url}/v2/models/iris").status_code == 401
+    assert httpx.get(f"{server.url}/v2/models/iris", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    big = b'{"inputs": [' + b" " * (17 * 1024 * 1024) + b"]}"
+    assert httpx.post(f"{server.url}/v2/models/iris/infer", headers=AUTH, content=big).status_code == 413
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert "/v2/models/{name}/infer" in paths and "/v2/repository/models/{name}/load" in paths
+    text = httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    assert 'gravityml_http_requests_total{code="401"' in text
+    assert 'gravityml_inference_requests_total{code="200",model="iris"}' in text
+    assert "gravityml_batch_rows_bucket" in text and "gravityml_http_request_duration_seconds_bucket" in text
+    log_lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    assert any(e["status"] == 413 and e["path"] == "/v2/models/iris/infer" for e in log_lines)
+
+
+def test_concurrent_requests_are_batched(server: Server) -> None:
+    names = iris_names(server)
+    rows = iris_rows(30)
+    results: list[httpx.Response] = []
+
+    def call(i: int) -> None:
+        results.append(httpx.post(f"{server.url}/v2/models/iris/infer", headers=AUTH,
+                                  json=column_request(rows[i : i + 1], names), timeout=30))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [200] * 30
+    metrics = httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    count = sum(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith('gravityml_batch_requests_count{model="iris"}'))
+    total = sum(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith('gravityml_batch_requests_sum{model="iris"}'))
+    assert total / count > 1.0  # some model calls served more than one request
