@@ -1,6 +1,7 @@
 """Thin typer commands over the layers (layer 5). Each module adds its commands to ``app``."""
 
 from gravityml.cli import _jobs, _models  # noqa: F401 - registers the commands
+from gravityml.cli import _rl  # noqa: F401 - registers `rollout`
 from gravityml.cli import _serve  # noqa: F401 - registers `serve` and `export`
 from gravityml.cli._app import app, main
 

@@ -28,6 +28,7 @@ ModelKind = Literal["classifier", "regressor", "clusterer", "anomaly_detector", 
 #: flavor name -> "module:Class". Each paradigm's models register here; nothing is imported early.
 FLAVORS: dict[str, str] = {
     "sklearn": "gravityml.models._sklearn:SklearnModel",
+    "sb3": "gravityml.models._policy:PolicyModel",
     "torch": "gravityml.models._torch:TorchModel",
 }
 

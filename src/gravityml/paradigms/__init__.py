@@ -16,6 +16,7 @@ from gravityml.spec import MODEL_TYPES
 #: (task, backend) -> "module:function" taking a TrainContext and returning a TrainResult.
 TRAINERS: dict[tuple[str, str], str] = {
     ("supervised", "sklearn"): "gravityml.paradigms.supervised:train",
+    ("reinforcement", "sb3"): "gravityml.paradigms.reinforcement:train",
     ("supervised", "torch"): "gravityml.paradigms.deep:train",
 }
 

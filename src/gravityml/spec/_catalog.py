@@ -43,6 +43,12 @@ MODEL_TYPES: dict[str, ModelType] = dict(
         ),
         _row("svm", "supervised semi_supervised", "sklearn", "support vector machine (RBF)"),
         _row("knn", "supervised semi_supervised", "sklearn", "k nearest neighbours"),
+        # Reinforcement, Stable-Baselines3 backed.
+        _row("ppo", "reinforcement", "sb3", "proximal policy optimisation (any action space)"),
+        _row("a2c", "reinforcement", "sb3", "advantage actor-critic (any action space)"),
+        _row("dqn", "reinforcement", "sb3", "deep Q-network (discrete actions)"),
+        _row("sac", "reinforcement", "sb3", "soft actor-critic (continuous actions)"),
+        _row("td3", "reinforcement", "sb3", "twin delayed DDPG (continuous actions)"),
         # Supervised, PyTorch backed (paradigms/deep): tabular, images, text.
         _row("mlp", "supervised", "torch", "multi-layer perceptron for tables"),
         _row("cnn", "supervised", "torch", "small residual convolutional net for images"),

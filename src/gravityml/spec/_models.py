@@ -108,6 +108,16 @@ class TrainSpec(StrictModel):
     weight_decay: float = Field(0.0, ge=0.0)
     seed: int = Field(7, description="Seed of every random number generator the job uses.")
     timesteps: int | None = Field(None, ge=1, description="Reinforcement: environment steps.")
+    eval_freq: int | None = Field(
+        None, ge=1, description="Reinforcement: steps between evaluations (default: timesteps / 20)."
+    )
+    eval_episodes: int = Field(10, ge=1, le=10_000, description="Reinforcement: episodes per evaluation.")
+    target_reward: float | None = Field(
+        None, description="Reinforcement: stop once the mean evaluation return reaches this."
+    )
+    checkpoint_freq: int | None = Field(
+        None, ge=1, description="Reinforcement: steps between checkpoints (default: eval_freq)."
+    )
     patience: int | None = Field(
         None, ge=1, description="Early stopping: epochs without improvement before stopping."
     )

@@ -1,0 +1,241 @@
+"""The feedback loop: what the agent did, how well it did, and when to stop.
+
+SB3's logger already names what it measures (``rollout/ep_rew_mean``, ``train/value_loss``,
+``time/fps``, ...); :class:`SinkWriter` is one more output format for it that forwards to the
+job's metric sink, at most about a hundred times per run so that tracking stays cheap next to
+the environment steps. :class:`FeedbackCallback` keeps every episode's return, evaluates on a
+separate environment, keeps the best policy, checkpoints, and stops early.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gravityml._typing import MetricSink
+
+try:  # SB3 is imported only by reinforcement jobs, which import this module
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import KVWriter
+except ImportError as exc:  # pragma: no cover - SB3 is a dependency
+    raise ImportError("reinforcement learning needs stable-baselines3: pip install stable-baselines3") from exc
+
+STATE = "state.json"
+MODEL = "model.zip"
+BUFFER = "replay_buffer.pkl"
+BEST = "best_policy.pt"
+
+
+@dataclass
+class Progress:
+    """What training has seen so far; saved with every checkpoint so a resumed run keeps it."""
+
+    timesteps: int = 0
+    episodes: list[tuple[int, float, int]] = field(default_factory=list)  # (timestep, return, length)
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  # (timestep, mean, std)
+    best_mean_reward: float | None = None
+    best_timestep: int | None = None
+    stop_reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Progress:
+        return cls(
+            timesteps=int(data["timesteps"]),
+            episodes=[tuple(e) for e in data["episodes"]],  # type: ignore[misc]
+            evaluations=[tuple(e) for e in data["evaluations"]],  # type: ignore[misc]
+            best_mean_reward=data.get("best_mean_reward"),
+            best_timestep=data.get("best_timestep"),
+        )
+
+
+class SinkWriter(KVWriter):
+    """An SB3 logger output that forwards numeric values to a metric sink, throttled by steps."""
+
+    def __init__(self, sink: MetricSink, every_steps: int) -> None:
+        self.sink = sink
+        self.every_steps = max(1, every_steps)
+        self._pending: dict[str, float] = {}
+        self._last_sent: int | None = None
+        self._step = 0
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        for key, value in key_values.items():
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and np.isfinite(value):
+                self._pending[key] = float(value)
+        self._step = step
+        if self._last_sent is None or step - self._last_sent >= self.every_steps:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.sink.log_metrics(self._pending, step=self._step)
+            self._pending = {}
+            self._last_sent = self._step
+
+    def close(self) -> None:
+        self.flush()
+
+
+class FeedbackCallback(BaseCallback):
+    """Records episodes, evaluates, keeps the best policy, checkpoints, and decides when to stop.
+
+    Returning False from ``_on_step`` is SB3's way to end ``learn`` cleanly.
+    """
+
+    def __init__(
+        self,
+        *,
+        sink: MetricSink,
+        progress: Progress,
+        eval_env: Any,
+        eval_freq: int,
+        eval_episodes: int,
+        target_reward: float | None,
+        checkpoint_dir: Path,
+        checkpoint_freq: int,
+        off_policy: bool,
+        should_stop: Callable[[], str | None],
+        poll_steps: int = 512,
+    ) -> None:
+        super().__init__(verbose=0)
+        self.sink = sink
+        self.progress = progress
+        self.eval_env = eval_env
+        self.eval_freq = eval_freq
+        self.eval_episodes = eval_episodes
+        self.target_reward = target_reward
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_freq = checkpoint_freq
+        self.off_policy = off_policy
+        self.should_stop = should_stop
+        self.poll_steps = poll_steps
+        self.best_state: dict[str, Any] | None = None
+
+    def _init_callback(self) -> None:
+        done = self.progress.timesteps
+        self._next_eval = (done // self.eval_freq + 1) * self.eval_freq
+        self._next_checkpoint = (done // self.checkpoint_freq + 1) * self.checkpoint_freq
+        self._next_poll = done + self.poll_steps
+
+    def _on_step(self) -> bool:
+        step = self.num_timesteps
+        for info in self.locals.get("infos", ()):
+            episode = info.get("episode")
+            if episode is not None:
+                self.progress.episodes.append((step, float(episode["r"]), int(episode["l"])))
+        if step >= self._next_eval:
+            self._next_eval = (step // self.eval_freq + 1) * self.eval_freq
+            if self.evaluate(step):
+                self.checkpoint()
+                return False
+        if step >= self._next_checkpoint:
+            self._next_checkpoint = (step // self.checkpoint_freq + 1) * self.checkpoint_freq
+            self.checkpoint()
+        if step >= self._next_poll:
+            self._next_poll = step + self.poll_steps
+            reason = self.should_stop()
+            if reason:
+                self.progress.stop_reason = f"stopped: {reason}"
+                self.checkpoint()
+                return False
+        return True
+
+    def evaluate(self, step: int) -> bool:
+        """Evaluate on the separate env; True when the target return is reached."""
+        from stable_baselines3.common.evaluation import evaluate_policy
+
+        returns, lengths = evaluate_policy(
+            self.model, self.eval_env, n_eval_episodes=self.eval_episodes, deterministic=True, return_episode_rewards=True
+        )
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        self.progress.evaluations.append((step, mean, std))
+        if self.progress.best_mean_reward is None or mean > self.progress.best_mean_reward:
+            self.progress.best_mean_reward, self.progress.best_timestep = mean, step
+            self.best_state = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
+            self.model.policy.save(str(self.checkpoint_dir / BEST))
+        self.sink.log_metrics(
+            {
+                "eval/mean_reward": mean,
+                "eval/std_reward": std,
+                "eval/mean_ep_length": float(np.mean(lengths)),
+                "eval/best_mean_reward": float(self.progress.best_mean_reward),
+            },
+            step=step,
+        )
+        if self.target_reward is not None and mean >= self.target_reward:
+            self.progress.stop_reason = (
+                f"target_reward reached: mean evaluation return {mean:.1f} >= {self.target_reward:g} at {step} steps"
+            )
+            return True
+        return False
+
+    def checkpoint(self) -> None:
+        """Model (with optimiser), replay buffer (off-policy) and progress; progress is written last."""
+        self.progress.timesteps = self.num_timesteps
+        folder = self.checkpoint_dir
+        tmp_model = folder / "model.tmp.zip"
+        self.model.save(str(tmp_model))
+        if self.off_policy:
+            tmp_buffer = folder / "replay_buffer.tmp.pkl"
+            self.model.save_replay_buffer(str(tmp_buffer))
+            os.replace(tmp_buffer, folder / BUFFER)
+        os.replace(tmp_model, folder / MODEL)
+        tmp_state = folder / "state.tmp.json"
+        tmp_state.write_text(json.dumps(asdict(self.progress)), encoding="utf-8")
+        os.replace(tmp_state, folder / STATE)
+
+
+def read_progress(folder: Path) -> Progress | None:
+    """The progress of the last complete checkpoint in ``folder``, if there is one."""
+    state = folder / STATE
+    if not state.exists() or not (folder / MODEL).exists():
+        return None
+    return Progress.from_dict(json.loads(state.read_text(encoding="utf-8")))
+
+
+def write_tables(progress: Progress, folder: Path) -> list[Path]:
+    """Every episode and every evaluation as CSV files (artefacts of the run)."""
+    episodes, evaluations = folder / "episodes.csv", folder / "evaluations.csv"
+    with episodes.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timestep", "return", "length"])
+        writer.writerows(progress.episodes)
+    with evaluations.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["timestep", "mean_return", "std_return"])
+        writer.writerows(progress.evaluations)
+    return [episodes, evaluations]
+
+
+def learning_curve_png(progress: Progress, path: Path, title: str, target: float | None) -> Path:
+    """Episode returns (and their running mean) and evaluation returns against environment steps."""
+    from gravityml.paradigms._plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if progress.episodes:
+        steps, returns, _ = (np.asarray(c, dtype="float64") for c in zip(*progress.episodes))
+        ax.scatter(steps, returns, s=4, alpha=0.25, color="tab:blue", label="training episode")
+        window = max(1, min(50, len(returns) // 10))
+        smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"running mean ({window} episodes)")
+    if progress.evaluations:
+        steps, means, stds = (np.asarray(c, dtype="float64") for c in zip(*progress.evaluations))
+        ax.errorbar(steps, means, yerr=stds, color="tab:orange", marker="o", ms=3, capsize=2, label="evaluation")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
