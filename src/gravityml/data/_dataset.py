@@ -179,6 +179,8 @@ def load_dataset(spec: JobSpec, *, table: Table | None = None) -> Dataset:
         labelled = frame[data.target].dropna()
         if spec.task == "supervised":
             frame = frame[frame[data.target].notna()]
+        else:
+            _check_semi_supervised(data.target, len(labelled), len(frame))
         if len(labelled):
             problem = infer_problem(labelled, data.problem)
     elif data.target is not None:
@@ -193,3 +195,22 @@ def load_dataset(spec: JobSpec, *, table: Table | None = None) -> Dataset:
         spec=data,
         text_columns=[data.text] if data.text else [],
     )
+
+
+def _check_semi_supervised(target: str, labelled: int, rows: int) -> None:
+    """A semi-supervised job needs both kinds of rows: labelled ones to learn the classes from and
+    unlabelled ones (empty target) to learn the data's shape from."""
+    if labelled == 0:
+        raise DataError(
+            f"data.target: column {target!r} is empty in every row; semi-supervised learning needs some labels",
+            allowed="at least one labelled row per class",
+            got=f"0 labelled of {rows} rows",
+            fix="give labels for a few rows of each class (leave the others empty)",
+        )
+    if labelled == rows:
+        raise DataError(
+            f"data.target: column {target!r} has a value in every row, so there is nothing unlabelled to learn from",
+            allowed="some rows with an empty target",
+            got=f"{rows} labelled of {rows} rows",
+            fix="use task: supervised, or leave the target empty in the rows whose label is unknown",
+        )

@@ -29,6 +29,8 @@ ModelKind = Literal["classifier", "regressor", "clusterer", "anomaly_detector", 
 FLAVORS: dict[str, str] = {
     "sklearn": "gravityml.models._sklearn:SklearnModel",
     "sb3": "gravityml.models._policy:PolicyModel",
+    "unsupervised": "gravityml.models._unsupervised:UnsupervisedModel",
+    "autoencoder": "gravityml.models._unsupervised:AutoencoderModel",
     "torch": "gravityml.models._torch:TorchModel",
 }
 

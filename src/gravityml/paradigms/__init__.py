@@ -18,6 +18,10 @@ TRAINERS: dict[tuple[str, str], str] = {
     ("supervised", "sklearn"): "gravityml.paradigms.supervised:train",
     ("reinforcement", "sb3"): "gravityml.paradigms.reinforcement:train",
     ("supervised", "torch"): "gravityml.paradigms.deep:train",
+    ("unsupervised", "sklearn"): "gravityml.paradigms.unsupervised:train",
+    ("unsupervised", "torch"): "gravityml.paradigms.unsupervised:train_autoencoder",
+    ("semi_supervised", "sklearn"): "gravityml.paradigms.semi_supervised:train",
+    ("semi_supervised", "torch"): "gravityml.paradigms.semi_supervised:train",
 }
 
 

@@ -43,6 +43,22 @@ MODEL_TYPES: dict[str, ModelType] = dict(
         ),
         _row("svm", "supervised semi_supervised", "sklearn", "support vector machine (RBF)"),
         _row("knn", "supervised semi_supervised", "sklearn", "k nearest neighbours"),
+        # Unsupervised (paradigms/unsupervised): clustering, anomaly detection, reduction.
+        _row("kmeans", "unsupervised", "sklearn", "k-means (mini-batch on large data); n_clusters: auto"),
+        _row("gaussian_mixture", "unsupervised", "sklearn", "Gaussian mixture, soft memberships"),
+        _row("dbscan", "unsupervised", "sklearn", "density-based clusters with noise"),
+        _row("hdbscan", "unsupervised", "sklearn", "hierarchical density-based clusters"),
+        _row("agglomerative", "unsupervised", "sklearn", "agglomerative (Ward) clustering"),
+        _row("pca", "unsupervised", "sklearn", "principal components (dimensionality reduction)"),
+        _row("isolation_forest", "unsupervised", "sklearn", "anomaly detection by random isolation"),
+        _row("local_outlier_factor", "unsupervised", "sklearn", "anomaly detection by local density"),
+        _row("one_class_svm", "unsupervised", "sklearn", "anomaly detection by a one-class SVM"),
+        _row("autoencoder", "unsupervised", "torch", "anomaly detection by reconstruction error"),
+        # Semi-supervised (paradigms/semi_supervised); the supervised rows above self-train.
+        _row("label_spreading", "semi_supervised", "sklearn", "graph label spreading"),
+        _row("label_propagation", "semi_supervised", "sklearn", "graph label propagation"),
+        _row("self_training", "semi_supervised", "sklearn", "self-training around params.base"),
+        _row("pseudo_label", "semi_supervised", "torch", "pseudo-labelling rounds around params.base"),
         # Reinforcement, Stable-Baselines3 backed.
         _row("ppo", "reinforcement", "sb3", "proximal policy optimisation (any action space)"),
         _row("a2c", "reinforcement", "sb3", "advantage actor-critic (any action space)"),
