@@ -33,6 +33,12 @@ TINY: dict[str, dict[str, Any]] = {
     "hist_gradient_boosting": {"data": SUPERVISED_CLS, "params": {"max_iter": 20}},
     "svm": {"data": SUPERVISED_CLS},
     "knn": {"data": SUPERVISED_REG},
+    "mlp": {"data": SUPERVISED_CLS, "train": {"epochs": 2}},
+    "cnn": {"data": {"source": "sklearn:digits", "target": "target"}, "params": {"channels": 4, "blocks": 1}, "train": {"epochs": 1}},
+    "text": {
+        "data": {"source": str(Path(__file__).parents[2] / "examples/data/spam.csv"), "target": "label", "text": "text"},
+        "train": {"epochs": 1},
+    },
 }
 
 PREDICTION_COLUMNS = {
