@@ -3,6 +3,7 @@
 from gravityml.cli import _jobs, _models  # noqa: F401 - registers the commands
 from gravityml.cli import _rl  # noqa: F401 - registers `rollout`
 from gravityml.cli import _serve  # noqa: F401 - registers `serve` and `export`
+from gravityml.cli import _plan  # noqa: F401 - registers `plan`, `buy-vs-rent` and `costs`
 from gravityml.cli import _precision  # noqa: F401 - registers `precision`
 from gravityml.cli._app import app, main
 

@@ -13,6 +13,8 @@ from gravityml.cli._app import app, console, fmt, status, table
 def train(
     job: Path = typer.Argument(..., help="Job spec (YAML)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of this job."),
+    site: str | None = typer.Option(None, "--site", help="Run on this site of the catalog (policy still applies)."),
+    catalog: Path | None = typer.Option(None, "--catalog", help="Catalog file (default: gravityml.yaml beside the job)."),
 ) -> None:
     """Train a job, track the run in MLflow and register a new model version."""
     from gravityml.execution import run_job
@@ -20,12 +22,14 @@ def train(
 
     spec = load_spec(job)
     with status(f"training {spec.name} ({spec.task}, {spec.model.type})"):
-        result = run_job(spec, resume=resume)
+        result = run_job(spec, resume=resume, site=site, catalog=catalog)
     metrics = {k: v for k, v in result.metrics.items() if not k.startswith(("train/", "data/"))}
     console.print(table(f"{result.name}: metrics", ["metric", "value"], sorted(metrics.items())))
     console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "
                   f"{result.lineage.get('model_type')})")
     console.print(f"run       {result.run_id} in experiment {result.experiment!r}")
+    console.print(f"placement {result.lineage.get('site')} ({result.lineage.get('jurisdiction')}, "
+                  f"{result.lineage.get('offer')}), forecast {result.lineage.get('forecast_usd')} $")
     console.print(f"artefacts {result.artifact_uri}")
     console.print(f"data      {result.lineage.get('data_uri')} ({result.lineage.get('data_fingerprint')[:23]}...)"
                   if result.lineage.get("data_fingerprint") else f"data      {result.lineage.get('data_uri')}")

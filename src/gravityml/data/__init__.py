@@ -1,5 +1,25 @@
 """Data loaders, splits and fingerprints (layer 2)."""
 
+from gravityml.data._catalog import (
+    BLOCS,
+    CATALOG_ENV,
+    CATALOG_FILE,
+    HOURS_PER_MONTH,
+    HOURS_PER_YEAR,
+    LOCAL_SITE,
+    Catalog,
+    CatalogDataset,
+    Offer,
+    Policy,
+    Site,
+    dataset_size_gb,
+    find_catalog,
+    in_jurisdiction,
+    load_catalog,
+    local_catalog,
+    local_size_gb,
+    parse_catalog,
+)
 from gravityml.data._dataset import Dataset, Split, infer_problem, load_dataset, read_source
 from gravityml.data._io import (
     FORMATS,
@@ -15,6 +35,24 @@ from gravityml.data._io import (
 from gravityml.data._sources import SKLEARN_DATASETS, frame_fingerprint, load_sklearn
 
 __all__ = [
+    "BLOCS",
+    "CATALOG_ENV",
+    "CATALOG_FILE",
+    "HOURS_PER_MONTH",
+    "HOURS_PER_YEAR",
+    "LOCAL_SITE",
+    "Catalog",
+    "CatalogDataset",
+    "Offer",
+    "Policy",
+    "Site",
+    "dataset_size_gb",
+    "find_catalog",
+    "in_jurisdiction",
+    "load_catalog",
+    "local_catalog",
+    "local_size_gb",
+    "parse_catalog",
     "FORMATS",
     "SKLEARN_DATASETS",
     "WRITABLE_FORMATS",

@@ -122,7 +122,14 @@ def infer_problem(target: pd.Series, asked: Literal["auto", "classification", "r
 
 
 def read_source(source: str, base_dir: Path | None = None, images: Any = None) -> Table:
-    """The table behind a ``data.source``: ``sklearn:NAME``, a path, file:// or s3:// URI."""
+    """The table behind a ``data.source``: ``sklearn:NAME``, a path, file:// or s3:// URI, or a
+    dataset name from the catalog (``gravityml.yaml``), which resolves to its URI."""
+    from gravityml.data._catalog import find_catalog, load_catalog
+
+    if "/" not in source and ":" not in source and find_catalog(base_dir) is not None:
+        entry = load_catalog(base_dir=base_dir).dataset_for(source)
+        if entry is not None:
+            source = entry[1].uri
     if source.startswith("sklearn:"):
         return load_sklearn(source.split(":", 1)[1])
     if not source.startswith("s3://") and resolve_path(source, base_dir).is_dir():

@@ -19,10 +19,18 @@ import yaml
 
 from gravityml._typing import MetricSink, Metrics, Params, PathLikeStr
 from gravityml.compute import describe_hardware, resolve_device
-from gravityml.data import load_dataset
+from gravityml.data import Catalog, load_dataset
 from gravityml.paradigms import TrainContext, train
 from gravityml.spec import JobSpec, load_spec
 from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace, package_versions, register, start_run
+from gravityml.execution._placement import (
+    check_executor,
+    enforce,
+    plan_job,
+    record_metered,
+    start_meter,
+    stopped_for_budget,
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,12 @@ class TeeSink:
 
 
 def spec_digest(spec: JobSpec) -> str:
-    """A stable hash of what the spec asks for (used to key checkpoints)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    """A stable hash of what the spec asks for (used to key checkpoints).
+
+    ``placement`` is left out: where a job runs and what it may cost do not change what it computes,
+    and a run stopped for budget must resume from its checkpoint once the budget is raised.
+    """
+    canonical = json.dumps(spec.model_dump(mode="json", exclude={"placement"}), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -85,10 +97,18 @@ def run_job(
     resume: bool = False,
     sinks: Sequence[MetricSink] = (),
     extra_tags: Mapping[str, str] | None = None,
+    site: str | None = None,
+    catalog: Catalog | str | Path | None = None,
 ) -> JobResult:
-    """Train ``spec`` here, track it in the workspace's MLflow store and register the model."""
+    """Train ``spec`` here, track it in the workspace's MLflow store and register the model.
+
+    First the job is planned against the catalog and the plan enforced (policy, budget): a refused
+    run raises before it reads data or spends; ``site`` pins it to one site of the catalog.
+    """
     spec = load_spec(spec)
     ws = (workspace or Workspace.current()).ensure()
+    placed = enforce(plan_job(spec, site=site, catalog=catalog, workspace=ws, measure=None))
+    check_executor(placed)
     device = resolve_device(spec.compute.accelerator, spec.compute.devices)
     dataset = load_dataset(spec) if spec.data is not None else None
     digest = spec_digest(spec)
@@ -104,7 +124,7 @@ def run_job(
         "model_type": spec.model.type,
         "data_uri": dataset.uri if dataset else f"env:{spec.env.id or spec.env.entry_point}" if spec.env else "",
         "data_fingerprint": dataset.fingerprint if dataset else "",
-        "site": "local",
+        **placed.lineage,
         "accelerator": device.kind,
         "hardware": ", ".join(device.names),
         "precision": spec.compute.precision,
@@ -127,7 +147,15 @@ def run_job(
             checkpoint_dir=checkpoint_dir,
             resume=previous_run is not None,
         )
-        result = train(ctx)
+        meter = start_meter(placed, ws, run)
+        ctx.should_stop = meter.should_stop
+        try:
+            result = train(ctx)
+        finally:
+            record_metered(placed, ws, run, meter)
+        if meter.stop_reason is not None:
+            # The checkpoint stays; the run ends FAILED with the tags that say why.
+            raise stopped_for_budget(spec, run, meter.stop_reason)
         if result.params:
             run.log_params({"resolved": result.params})
         final_tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in result.tags.items()}

@@ -135,6 +135,14 @@ class ComputeSpec(StrictModel):
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
 
 
+class EstimateSpec(StrictModel):
+    """How long the job takes on known hardware (instead of a measured calibration run)."""
+
+    hours: float = Field(..., gt=0.0, description="Wall-clock hours of one run on `devices` x `hardware`.")
+    hardware: str = Field("this-machine", description="A row of the hardware table (a100, h100, cpu, ...).")
+    devices: int = Field(1, ge=1, le=1024)
+
+
 class PlacementSpec(StrictModel):
     """Where the job may run and what it may cost (see `gravityml plan`)."""
 
@@ -142,6 +150,9 @@ class PlacementSpec(StrictModel):
     budget_usd: float | None = Field(None, gt=0.0)
     deadline_hours: float | None = Field(None, gt=0.0)
     site: str | None = Field(None, description="Pin the job to one site of the catalog.")
+    estimate: EstimateSpec | None = Field(None, description="Default: a short measured calibration run.")
+    spot: bool = Field(False, description="Also consider interruptible (spot) cloud prices.")
+    runs_per_year: float | None = Field(None, gt=0.0, description="How often the job runs (buy-vs-rent).")
 
 
 class JobSpec(StrictModel):

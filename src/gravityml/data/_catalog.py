@@ -1,0 +1,364 @@
+"""The catalog: where data lives and where it may be processed (``gravityml.yaml``).
+
+Three sections, validated like a job spec (unknown keys and bad values are errors with a path):
+
+- ``sites``: on-prem data centres and cloud regions, their jurisdiction, certifications, hardware
+  offers with prices, egress price, bandwidth to other sites, storage price, and how to reach their
+  executor (``local`` or a Ray address).
+- ``datasets``: a name for a URI, its home site, its size and its tags (``financial``, ``pii``).
+- ``policies``: which constraints data with some tags carries (site kinds, jurisdictions,
+  certifications, whether it may be copied off its home site).
+
+and ``budgets``: a cap in USD per experiment.
+
+The file is looked up, first found wins: an explicit path; ``$GRAVITYML_CATALOG``;
+``gravityml.yaml`` beside the job file; in the current folder; in the workspace
+(``$GRAVITYML_HOME``). With no catalog there is one site, ``local``: this machine; a catalog
+has it too (first, free, jurisdiction unknown) unless it says ``include_local: false``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from gravityml.errors import CatalogError
+from gravityml.spec import StrictModel, did_you_mean, read_yaml, spec_error_from
+
+CATALOG_FILE = "gravityml.yaml"
+CATALOG_ENV = "GRAVITYML_CATALOG"
+LOCAL_SITE = "local"
+HOURS_PER_YEAR = 8760.0
+HOURS_PER_MONTH = HOURS_PER_YEAR / 12
+
+#: Members of the blocs a policy may name instead of listing countries (ISO 3166-1 alpha-2).
+#: EU: https://european-union.europa.eu/principles-countries-history/eu-countries_en ; the EEA adds
+#: Iceland, Liechtenstein and Norway.
+_EU = (
+    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE"
+).split()
+BLOCS: dict[str, frozenset[str]] = {"EU": frozenset(_EU), "EEA": frozenset(_EU + ["IS", "LI", "NO"])}
+
+SiteKind = Literal["on_prem", "cloud"]
+
+
+class CloudPrice(StrictModel):
+    """Metered prices of a cloud instance, per node."""
+
+    on_demand_hourly_usd: float = Field(..., gt=0.0)
+    spot_hourly_usd: float | None = Field(None, gt=0.0, description="Interruptible price, if offered.")
+
+
+class OwnedCost(StrictModel):
+    """What owning a node costs; an amortised hourly cost is derived from it."""
+
+    purchase_usd: float = Field(..., ge=0.0, description="Capital cost of one node.")
+    lifetime_years: float = Field(4.0, gt=0.0, le=15.0)
+    utilisation: float = Field(0.6, gt=0.0, le=1.0, description="Fraction of the year the node does useful work.")
+    power_kw: float = Field(..., ge=0.0, description="Draw of one node under load.")
+    usd_per_kwh: float = Field(0.15, ge=0.0)
+    pue: float = Field(1.4, ge=1.0, le=3.0, description="Power usage effectiveness of the data centre.")
+    operations_usd_per_year: float = Field(0.0, ge=0.0, description="Staff, support, space, per node.")
+
+    @property
+    def capital_usd_per_year(self) -> float:
+        return self.purchase_usd / self.lifetime_years + self.operations_usd_per_year
+
+    @property
+    def power_hourly_usd(self) -> float:
+        return self.power_kw * self.pue * self.usd_per_kwh
+
+    @property
+    def hourly_usd(self) -> float:
+        """Capital and operations spread over the hours actually used, plus power while running."""
+        return self.capital_usd_per_year / (HOURS_PER_YEAR * self.utilisation) + self.power_hourly_usd
+
+
+class Offer(StrictModel):
+    """One kind of node a site offers: its accelerators, how many, how soon, at what price."""
+
+    name: str = Field(..., min_length=1)
+    accelerator: str = Field(..., description="A row of the hardware table (`gravityml plan --hardware`).")
+    per_node: int = Field(1, ge=1, le=1024, description="Accelerators (or CPU cores for 'cpu') per node.")
+    nodes: int = Field(1, ge=1, description="Nodes in total.")
+    nodes_available: int | None = Field(None, ge=0, description="Nodes free now (default: all).")
+    queue_wait_hours: float = Field(0.0, ge=0.0, description="Expected wait when too few nodes are free.")
+    provisioning_hours: float = Field(0.0, ge=0.0, description="Lead time before a node is ready.")
+    cloud: CloudPrice | None = None
+    owned: OwnedCost | None = None
+
+    @property
+    def free_nodes(self) -> int:
+        return self.nodes if self.nodes_available is None else min(self.nodes_available, self.nodes)
+
+    @property
+    def hourly_usd(self) -> float:
+        """On-demand price (cloud) or amortised cost (owned) of one node-hour."""
+        if self.cloud is not None:
+            return self.cloud.on_demand_hourly_usd
+        assert self.owned is not None  # the site validator guarantees one of them
+        return self.owned.hourly_usd
+
+
+class Site(StrictModel):
+    """An on-prem data centre or a cloud region."""
+
+    kind: SiteKind
+    provider: str = ""
+    region: str = ""
+    jurisdiction: str = Field(..., min_length=2, description="ISO country code (DE, US) where the site is.")
+    certifications: list[str] = Field(default_factory=list)
+    executor: str = Field(LOCAL_SITE, description="'local', or a Ray address (ray://host:10001).")
+    egress_usd_per_gb: float = Field(0.0, ge=0.0, description="Price of moving data out of this site.")
+    bandwidth_gbps: dict[str, float] = Field(
+        default_factory=dict, description="Bandwidth to other sites by name; key 'default' for the rest."
+    )
+    storage_usd_per_gb_month: float = Field(0.0, ge=0.0)
+    offers: list[Offer] = Field(..., min_length=1)
+
+    def offer(self, name: str) -> Offer:
+        for offer in self.offers:
+            if offer.name == name:
+                return offer
+        raise KeyError(name)
+
+
+class CatalogDataset(StrictModel):
+    """A named dataset: where it is, how big, and what it holds (tags select policies)."""
+
+    uri: str
+    site: str = Field(..., description="Home site: where the data lives.")
+    size_gb: float | None = Field(None, ge=0.0, description="Default: measured for local files.")
+    tags: list[str] = Field(default_factory=list)
+
+
+class Policy(StrictModel):
+    """Constraints for data carrying any of ``tags``. Fields left out do not constrain."""
+
+    name: str = Field(..., min_length=1)
+    tags: list[str] = Field(..., min_length=1)
+    site_kinds: list[SiteKind] | None = None
+    jurisdictions: list[str] | None = Field(None, description="Countries or blocs (EU, EEA).")
+    certifications: list[str] = Field(default_factory=list, description="All of these are required.")
+    may_copy: bool = Field(True, description="Whether the data may leave its home site.")
+    description: str = ""
+
+    def applies_to(self, tags: list[str] | tuple[str, ...] | frozenset[str]) -> bool:
+        return bool(set(self.tags) & set(tags))
+
+
+class Budget(StrictModel):
+    usd: float = Field(..., gt=0.0)
+
+
+class Catalog(StrictModel):
+    """Sites, datasets, policies and budgets. ``path`` is where it was read (None: built in)."""
+
+    sites: dict[str, Site] = Field(..., min_length=1)
+    datasets: dict[str, CatalogDataset] = Field(default_factory=dict)
+    policies: list[Policy] = Field(default_factory=list)
+    budgets: dict[str, Budget] = Field(default_factory=dict, description="Per experiment.")
+    include_local: bool = Field(
+        True, description="Add this machine as site 'local' (free, no certifications) unless named."
+    )
+    path: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _add_local(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("include_local", True) and isinstance(data.get("sites"), dict):
+            if LOCAL_SITE not in data["sites"]:
+                data = {**data, "sites": {LOCAL_SITE: _local_site(), **data["sites"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _references(self) -> Catalog:
+        sites = sorted(self.sites)
+        for name, ds in self.datasets.items():
+            if ds.site not in self.sites:
+                raise CatalogError(
+                    f"datasets.{name}.site",
+                    f"{ds.site!r} is not a site of the catalog{did_you_mean(ds.site, sites)}",
+                    allowed=sites,
+                    got=ds.site,
+                    fix="name one of the sites",
+                )
+        for sname, site in self.sites.items():
+            _check_offers(sname, site)
+            for other in site.bandwidth_gbps:
+                if other != "default" and other not in self.sites:
+                    raise CatalogError(
+                        f"sites.{sname}.bandwidth_gbps.{other}",
+                        f"{other!r} is not a site{did_you_mean(other, sites)}",
+                        allowed=[*sites, "default"],
+                        got=other,
+                        fix="name a site, or 'default'",
+                    )
+        return self
+
+    def dataset_for(self, source: str) -> tuple[str, CatalogDataset] | None:
+        """The catalog entry a ``data.source`` names, by dataset name or by URI."""
+        if source in self.datasets:
+            return source, self.datasets[source]
+        for name, ds in self.datasets.items():
+            if ds.uri == source:
+                return name, ds
+        return None
+
+    def policies_for(self, tags: list[str] | tuple[str, ...]) -> list[Policy]:
+        return [p for p in self.policies if p.applies_to(tags)]
+
+    def bandwidth_gbps(self, source: str, target: str) -> float:
+        """Bandwidth from ``source`` to ``target``: the source's entry, else the target's, else default."""
+        a, b = self.sites[source].bandwidth_gbps, self.sites[target].bandwidth_gbps
+        for value in (a.get(target), b.get(source), a.get("default"), b.get("default")):
+            if value is not None:
+                return value
+        return DEFAULT_BANDWIDTH_GBPS
+
+
+def _check_offers(name: str, site: Site) -> None:
+    """Each offer is priced the way its site is owned (checked here, where the site's path is known)."""
+    want, other = ("cloud", "owned") if site.kind == "cloud" else ("owned", "cloud")
+    for i, offer in enumerate(site.offers):
+        if getattr(offer, want) is None or getattr(offer, other) is not None:
+            raise CatalogError(
+                f"sites.{name}.offers.{i}",
+                f"offers of {site.kind} sites are priced with '{want}:' only",
+                got=sorted(k for k in ("cloud", "owned") if getattr(offer, k) is not None),
+                fix=f"give it a '{want}:' section"
+                + (" (on_demand_hourly_usd)" if want == "cloud" else " (purchase_usd, power_kw, ...)"),
+            )
+    names = [o.name for o in site.offers]
+    if len(set(names)) != len(names):
+        raise CatalogError(f"sites.{name}.offers", "offer names repeat", got=names, fix="give each offer its own name")
+
+
+#: Used when neither site names the other or a default: a modest internet link.
+DEFAULT_BANDWIDTH_GBPS = 1.0
+
+
+def in_jurisdiction(country: str, allowed: list[str]) -> bool:
+    """Whether ``country`` is one of ``allowed``, directly or as a member of a bloc named there."""
+    return any(country == a or country in BLOCS.get(a, frozenset()) for a in allowed)
+
+
+def _local_site() -> Site:
+    """This machine: free to use (its cost is already paid), jurisdiction unknown ('ZZ')."""
+    return Site(
+        kind="on_prem",
+        provider="this machine",
+        jurisdiction="ZZ",
+        offers=[
+            Offer(
+                name="this-machine",
+                accelerator="this-machine",
+                per_node=1,
+                owned=OwnedCost(purchase_usd=0.0, power_kw=0.0, usd_per_kwh=0.0),
+            )
+        ],
+    )
+
+
+def local_catalog() -> Catalog:
+    """The catalog when none is given: one site, ``local``."""
+    return Catalog(sites={LOCAL_SITE: _local_site()})
+
+
+def parse_catalog(document: Any, *, path: str | None = None) -> Catalog:
+    """Validate a mapping as a catalog; errors carry the path inside the document."""
+    if not isinstance(document, Mapping):
+        raise CatalogError(
+            "", "a catalog must be a mapping with 'sites:'", got=type(document).__name__, fix="start it with 'sites:'"
+        )
+    try:
+        catalog = Catalog.model_validate(dict(document))
+    except ValidationError as exc:
+        err = spec_error_from(exc, Catalog, CatalogError)
+        where = f"{path}: " if path else ""
+        raise CatalogError("", where + err.what, fix=err.fix, **_parts(err)) from None
+    except CatalogError as exc:
+        if path:
+            raise CatalogError("", f"{path}: {exc.what}", fix=exc.fix, **_parts(exc)) from None
+        raise
+    return catalog.model_copy(update={"path": path})
+
+
+def _parts(err: CatalogError) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if err._has_allowed:
+        out["allowed"] = err.allowed
+    if err._has_got:
+        out["got"] = err.got
+    return out
+
+
+def find_catalog(base_dir: Path | None = None) -> Path | None:
+    """The catalog file in effect (see the module's docstring for the order), or None."""
+    env = os.environ.get(CATALOG_ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise CatalogError(
+                "", f"${CATALOG_ENV} names {str(path)!r}, which is not a file", got=str(path),
+                fix=f"point {CATALOG_ENV} at a gravityml.yaml, or unset it",
+            )
+        return path
+    folders = [base_dir, Path.cwd()]
+    home = os.environ.get("GRAVITYML_HOME")
+    if home:
+        folders.append(Path(home).expanduser())
+    for folder in folders:
+        if folder is not None and (folder / CATALOG_FILE).is_file():
+            return folder / CATALOG_FILE
+    return None
+
+
+def load_catalog(path: str | Path | None = None, *, base_dir: Path | None = None) -> Catalog:
+    """The catalog at ``path``, else the one :func:`find_catalog` finds, else :func:`local_catalog`."""
+    found = Path(path) if path is not None else find_catalog(base_dir)
+    if found is None:
+        return local_catalog()
+    try:
+        document = read_yaml(found, "catalog")
+    except CatalogError:
+        raise
+    except Exception as exc:  # read_yaml raises SpecError; a catalog's problem is a CatalogError
+        raise CatalogError("", getattr(exc, "what", str(exc)), fix=getattr(exc, "fix", None)) from None
+    catalog = parse_catalog(document, path=str(found))
+    return _with_base(catalog, found.resolve().parent)
+
+
+def _with_base(catalog: Catalog, base: Path) -> Catalog:
+    """Relative dataset URIs are read against the catalog's folder."""
+    datasets = {}
+    for name, ds in catalog.datasets.items():
+        uri = ds.uri
+        if "://" not in uri and not uri.startswith("sklearn:") and not Path(uri).is_absolute():
+            uri = str(base / uri)
+        datasets[name] = ds.model_copy(update={"uri": uri})
+    return catalog.model_copy(update={"datasets": datasets})
+
+
+def dataset_size_gb(ds: CatalogDataset) -> float:
+    """The declared size, else the size of a local file or folder, else 0 (unknown)."""
+    return ds.size_gb if ds.size_gb is not None else local_size_gb(ds.uri)
+
+
+def local_size_gb(source: str, base_dir: Path | None = None) -> float:
+    """Size in GB of a local file or folder named by ``source``; 0 for remote or built-in data."""
+    raw = source[len("file://"):] if source.startswith("file://") else source
+    if "://" in raw or raw.startswith("sklearn:"):
+        return 0.0
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and base_dir is not None and (base_dir / path).exists():
+        path = base_dir / path
+    if path.is_file():
+        return path.stat().st_size / 1e9
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e9
+    return 0.0

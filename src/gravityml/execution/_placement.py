@@ -1,0 +1,227 @@
+"""Plan a job against the catalog and enforce the plan before anything runs (layer 4).
+
+Planning lives in ``gravityml.placement`` (pure functions); this module adds what needs the other
+layers: reading the workspace's ledger, a measured calibration run of the job's own trainer on a
+sample of its data, and the checks that refuse a run (policy, budget) with typed errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gravityml.data import Catalog, load_catalog, load_dataset
+from gravityml.errors import BudgetError, GravityMLError, PlacementError, PolicyError
+from gravityml.placement import (
+    Calibration,
+    Candidate,
+    Entry,
+    Meter,
+    Plan,
+    demand_for,
+    ledger_append,
+    ledger_read,
+    offer_table,
+    plan,
+    spent_usd,
+)
+from gravityml.spec import MODEL_TYPES, JobSpec, load_spec
+from gravityml.tracking import TrackedRun, Workspace
+
+#: Rows (or RL timesteps) of the calibration run: enough to time, small enough to be quick.
+CALIBRATION_SAMPLES = 256
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The enforced choice for one run: where, on what, and what it is forecast to cost."""
+
+    plan: Plan
+    candidate: Candidate
+    jurisdiction: str
+    executor: str
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        c = self.candidate
+        return {
+            "site": c.site,
+            "jurisdiction": self.jurisdiction,
+            "offer": c.offer,
+            "market": c.market,
+            "executor": self.executor,
+            "forecast_usd": f"{c.total_usd:.4f}",
+            "estimate_basis": self.plan.demand.basis,
+            "catalog": self.plan.table.catalog.path or "(none: this machine only)",
+        }
+
+
+def calibrate(spec: JobSpec, workspace: Workspace) -> Calibration | None:
+    """Time the job's own trainer on a small sample here; None when it cannot run (the plan says so).
+
+    Cached per spec in the workspace, so `plan` then `train` measure once.
+    """
+    from gravityml.execution._local import spec_digest
+    from gravityml.paradigms import TrainContext, train
+
+    cache = workspace.ensure().cache_dir / "calibration" / f"{spec_digest(spec)[:16]}.json"
+    if cache.exists():
+        return Calibration(**json.loads(cache.read_text()))
+    backend = MODEL_TYPES[spec.model.type].backend
+    updates: dict[str, Any] = {}
+    fraction = 1.0
+    try:
+        dataset = load_dataset(spec) if spec.data is not None else None
+        if dataset is not None:
+            rows = len(dataset.frame)
+            take = min(rows, CALIBRATION_SAMPLES)
+            dataset = dataclasses.replace(dataset, frame=dataset.frame.sample(n=take, random_state=0))
+            fraction = take / rows
+            what = f"{take:,} of {rows:,} rows"
+            if backend == "torch":
+                updates["train"] = spec.train.model_copy(update={"epochs": 1})
+                fraction /= spec.train.epochs
+                what += f", 1 of {spec.train.epochs} epochs"
+        else:
+            total = spec.train.timesteps or CALIBRATION_SAMPLES
+            take = min(total, CALIBRATION_SAMPLES)
+            updates["train"] = spec.train.model_copy(update={"timesteps": take})
+            fraction = take / total
+            what = f"{take:,} of {total:,} timesteps"
+        small = spec.model_copy(update=updates).with_base_dir(spec.base_dir)
+        with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+            start = time.perf_counter()
+            train(TrainContext(spec=small, workdir=Path(tmp), dataset=dataset))
+            seconds = time.perf_counter() - start
+    except GravityMLError:
+        return None
+    result = Calibration(seconds=seconds, fraction=fraction, what=what)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(dataclasses.asdict(result)))
+    return result
+
+
+def plan_job(
+    spec: JobSpec | str | Path | Mapping[str, Any],
+    *,
+    site: str | None = None,
+    catalog: Catalog | str | Path | None = None,
+    workspace: Workspace | None = None,
+    measure: bool | None = True,
+) -> Plan:
+    """The plan for ``spec``: every candidate with its cost and time, or the rule that rejects it.
+
+    ``measure``: calibrate here when the spec has no estimate; None measures only when a budget or
+    a deadline applies (what `train` does: without limits to check, the run is its own measurement).
+    """
+    spec = load_spec(spec)
+    cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog, base_dir=spec.base_dir)
+    pinned = site or (spec.placement.site if spec.placement else None)
+    if pinned is not None and pinned not in cat.sites:
+        raise PlacementError(
+            f"site {pinned!r} is not in the catalog ({cat.path or 'none found: only this machine'})",
+            allowed=list(cat.sites),
+            got=pinned,
+            fix="name one of the catalog's sites",
+        )
+    ws = workspace or Workspace.current()
+    spent = spent_usd(ledger_read(ws.ledger_path), spec.experiment_name)
+    explicit = spec.placement is not None and spec.placement.estimate is not None
+    if measure is None:
+        limits = spec.placement is not None and (spec.placement.budget_usd or spec.placement.deadline_hours)
+        measure = bool(limits) or spec.experiment_name in cat.budgets
+    calibration = calibrate(spec, ws) if measure and not explicit and len(cat.sites) > 1 else None
+    demand = demand_for(spec, cat, calibration=calibration, spent_usd=spent, site=pinned)
+    return plan(demand, offer_table(cat))
+
+
+def enforce(p: Plan) -> Placed:
+    """The candidate to run on, or a typed error that refuses the run before it spends anything."""
+    d = p.demand
+    if d.site is not None:
+        rule = p.rejection_for_site(d.site)
+        if rule is not None:
+            free = plan(d.evolve(site=None), p.table)
+            allowed = [s for s in p.table.site_names if free.rejection_for_site(s) is None]
+            data = f"dataset {d.dataset!r} (tags {list(d.tags)})" if d.dataset else "this job"
+            cls = PolicyError if rule.startswith("policy") else PlacementError
+            raise cls(
+                f"site {d.site!r} is refused for {data}: {rule}",
+                allowed=allowed,
+                got=d.site,
+                fix="train on a site the rule allows (see `gravityml plan JOB.yaml`), or leave out --site",
+            )
+    chosen = p.chosen
+    if chosen is None:
+        raise PlacementError(
+            f"no site can take job {d.job!r}",
+            got=sorted(set(p.reasons)),
+            fix="see `gravityml plan JOB.yaml` for the rule that rejects each site",
+        )
+    if p.status == "over_budget":
+        raise BudgetError(
+            f"job {d.job!r} is forecast to cost {chosen.total_usd:.2f} $ at best ({chosen.site} {chosen.offer}), "
+            f"over what remains of its budget, {d.budget_usd:.2f} $ ({d.budget_basis})",
+            allowed=f"<= {d.budget_usd:.2f} $",
+            got=f"{chosen.total_usd:.2f} $",
+            fix=f"raise placement.budget_usd or budgets.{d.experiment}.usd in the catalog, or make the job smaller",
+        )
+    site = p.table.catalog.sites[chosen.site]
+    return Placed(plan=p, candidate=chosen, jurisdiction=site.jurisdiction, executor=site.executor)
+
+
+def check_executor(placed: Placed) -> None:
+    """Jobs run here; a site whose executor is a Ray cluster is not reachable from this version."""
+    if placed.executor != "local":
+        raise PlacementError(
+            f"site {placed.candidate.site!r} runs jobs on its Ray cluster ({placed.executor}), which this "
+            "version of gravityml cannot submit to yet",
+            allowed=["executor: local"],
+            got=placed.executor,
+            fix=f"train with --site on a site whose executor is local, or set executor: local for "
+            f"{placed.candidate.site!r} when this machine is part of it",
+        )
+
+
+def start_meter(placed: Placed, workspace: Workspace, run: TrackedRun) -> Meter:
+    """Record the forecast in the ledger and start metering against what remains of the budget."""
+    c, d = placed.candidate, placed.plan.demand
+    ledger_append(workspace.ledger_path, _entry("forecast", placed, run.run_id, c.total_usd, "started"))
+    run.log_metrics({"cost/forecast_usd": c.total_usd})
+    return Meter(
+        hourly_usd=c.hourly_usd,
+        nodes=c.nodes,
+        egress_usd=c.egress_usd,
+        cap_usd=d.budget_usd,
+        report=lambda usd: run.log_metrics({"cost/metered_usd": usd}),
+    )
+
+
+def record_metered(placed: Placed, workspace: Workspace, run: TrackedRun, meter: Meter) -> None:
+    status = "stopped_for_budget" if meter.stop_reason else "ended"
+    ledger_append(workspace.ledger_path, _entry("metered", placed, run.run_id, meter.usd, status, meter.hours))
+    run.log_metrics({"cost/metered_usd": meter.usd})
+
+
+def _entry(kind: str, placed: Placed, run_id: str, usd: float, status: str, hours: float = 0.0) -> Entry:
+    d, c = placed.plan.demand, placed.candidate
+    return Entry(kind=kind, run_id=run_id, experiment=d.experiment, model=d.job, site=c.site,  # type: ignore[arg-type]
+                 offer=c.offer, usd=usd, status=status, hours=hours)
+
+
+def stopped_for_budget(spec: JobSpec, run: TrackedRun, reason: str) -> BudgetError:
+    """Tag the run as stopped for budget and say how to go on."""
+    from gravityml.tracking import LINEAGE_PREFIX
+
+    run.set_tags({f"{LINEAGE_PREFIX}stopped": "budget", f"{LINEAGE_PREFIX}stop_reason": reason})
+    return BudgetError(
+        f"run {run.run_id} of {spec.name!r} stopped for budget after its last checkpoint ({reason})",
+        fix=f"raise placement.budget_usd or budgets.{spec.experiment_name}.usd, then run "
+        f"`gravityml train JOB.yaml --resume`",
+    )
