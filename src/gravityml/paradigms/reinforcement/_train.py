@@ -28,6 +28,7 @@ from gravityml.paradigms.reinforcement._envs import check_user_env, env_descript
 from gravityml.paradigms.reinforcement._feedback import (
     BUFFER,
     MODEL,
+    BackgroundSink,
     FeedbackCallback,
     Progress,
     SinkWriter,
@@ -90,11 +91,12 @@ def _train(ctx: TrainContext) -> TrainResult:
 
     from stable_baselines3.common.logger import Logger
 
-    writer = SinkWriter(ctx.sink, total // LOG_POINTS_PER_RUN)
+    sink = BackgroundSink(ctx.sink)
+    writer = SinkWriter(sink, total // LOG_POINTS_PER_RUN)
     model.set_logger(Logger(folder=None, output_formats=[writer]))
     eval_freq = spec.train.eval_freq or max(total // EVALUATIONS_PER_RUN, 1)
     callback = FeedbackCallback(
-        sink=ctx.sink,
+        sink=sink,
         progress=progress,
         eval_env=eval_env,
         eval_freq=eval_freq,
@@ -105,9 +107,9 @@ def _train(ctx: TrainContext) -> TrainResult:
         off_policy=kind in OFF_POLICY,
         should_stop=ctx.should_stop,
     )
-    ctx.sink.log_params({"rl": {"algorithm": kind, "device": device.torch_device, "eval_freq": eval_freq}})
+    sink.log_params({"rl": {"algorithm": kind, "device": device.torch_device, "eval_freq": eval_freq}})
     remaining = max(total - progress.timesteps, 0)
-    started, start_steps = time.perf_counter(), model.num_timesteps
+    started, start_steps, cpu_started = time.perf_counter(), model.num_timesteps, time.process_time()
     if remaining:
         try:
             model.learn(
@@ -123,8 +125,13 @@ def _train(ctx: TrainContext) -> TrainResult:
                 got=dict(spec.model.params),
                 fix="check model.params against https://stable-baselines3.readthedocs.io",
             ) from None
-    writer.flush()
+        finally:
+            writer.flush()
+            sink.close()
+    else:
+        sink.close()
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     steps_run = model.num_timesteps - start_steps
     progress.timesteps = model.num_timesteps
     stop_reason = progress.stop_reason or f"timesteps done ({model.num_timesteps} >= {total})"
@@ -159,6 +166,7 @@ def _train(ctx: TrainContext) -> TrainResult:
         "train/episodes": float(len(progress.episodes)),
         "train/wall_s": wall,
         "train/steps_per_s": steps_run / wall if wall > 0 else 0.0,
+        "train/cpu_s": cpu,
     }
     if progress.best_mean_reward is not None:
         metrics["eval/best_mean_reward"] = float(progress.best_mean_reward)
