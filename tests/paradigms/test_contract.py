@@ -41,6 +41,26 @@ TINY: dict[str, dict[str, Any]] = {
     },
 }
 
+def _observations(size: int, scale: float) -> Any:
+    return lambda: pd.DataFrame(
+        np.random.default_rng(0).uniform(-scale, scale, (7, size)), columns=[f"obs_{i}" for i in range(size)]
+    )
+
+
+_RL_TRAIN = {"timesteps": 128, "eval_freq": 128, "eval_episodes": 1}
+_CARTPOLE = {"task": "reinforcement", "env": {"id": "CartPole-v1"}, "train": _RL_TRAIN, "rows": _observations(4, 0.05)}
+_PENDULUM = {"task": "reinforcement", "env": {"id": "Pendulum-v1"}, "train": _RL_TRAIN, "rows": _observations(3, 1.0)}
+_OFF_POLICY = {"learning_starts": 32, "buffer_size": 500, "batch_size": 32}
+TINY.update(
+    {
+        "ppo": {**_CARTPOLE, "params": {"n_steps": 64, "batch_size": 64}},
+        "a2c": {**_CARTPOLE, "params": {"n_steps": 8}},
+        "dqn": {**_CARTPOLE, "params": _OFF_POLICY},
+        "sac": {**_PENDULUM, "params": _OFF_POLICY},
+        "td3": {**_PENDULUM, "params": _OFF_POLICY},
+    }
+)
+
 PREDICTION_COLUMNS = {
     "classifier": {"prediction", "confidence"},
     "regressor": {"prediction"},
