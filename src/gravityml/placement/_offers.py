@@ -40,6 +40,7 @@ class OfferTable:
     row_queue_wait_hours: np.ndarray
     row_provisioning_hours: np.ndarray
     row_hourly_usd: np.ndarray  # per node
+    row_spot: np.ndarray  # bool: the row is a spot price
     site_index: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -102,5 +103,6 @@ def offer_table(catalog: Catalog) -> OfferTable:
         row_provisioning_hours=np.array(cols[9], dtype=float),
         row_market=tuple(cols[10]),
         row_hourly_usd=np.array(cols[11], dtype=float),
+        row_spot=np.array([m == "spot" for m in cols[10]], dtype=bool),
         site_index=index,
     )

@@ -163,7 +163,7 @@ def filter_rows(demand: Demand, table: OfferTable) -> tuple[np.ndarray, tuple[st
     nodes = np.where(table.row_gpu, gpu_nodes, demand.devices)
     reject(nodes > table.row_nodes, f"hardware: {demand.devices} devices need more nodes than the offer has")
     if not demand.spot:
-        reject(np.array([m == "spot" for m in table.row_market]), "spot prices not asked for (placement.spot: false)")
+        reject(table.row_spot, "spot prices not asked for (placement.spot: false)")
     return reason, tuple(reasons), nodes
 
 
@@ -223,9 +223,18 @@ def choose(
         if len(rows):
             # Over budget, the cheapest row is the one to report: it says how much would be needed.
             first, second = (total_usd, finish_hours) if status == "over_budget" else (primary, secondary)
-            best = rows[np.lexsort((rows, second[rows], first[rows]))[0]]
-            return int(best), status  # type: ignore[return-value]
+            return _best(rows, first, second), status  # type: ignore[return-value]
     return None, "no_site"
+
+
+def _best(rows: np.ndarray, first: np.ndarray, second: np.ndarray) -> int:
+    """The row with the least ``first``, then ``second``, then index (O(n): no sort)."""
+    values = first[rows]
+    rows = rows[values == values.min()]
+    if len(rows) > 1:
+        values = second[rows]
+        rows = rows[values == values.min()]
+    return int(rows[0])
 
 
 def plan_many(demands: list[Demand], table: OfferTable) -> list[Plan]:

@@ -86,7 +86,7 @@ def explain(plan: Plan) -> str:
     # The cheaper sites a rule rules out are what a reader asks about ("why not the cloud?").
     t = plan.table
     fits = ~((d.cpu_only & t.row_gpu) | (d.needs_gpu & ~t.row_gpu))
-    fits &= np.array([d.spot or m != "spot" for m in t.row_market])
+    fits &= d.spot | ~t.row_spot
     ruled_out = [i for i in np.argsort(plan.total_usd, kind="stable") if not allowed[i] and fits[i]
                  and plan.total_usd[i] < c.total_usd - 1e-12
                  and plan.reasons[plan.reason[i]].startswith(("policy", "pinned"))]
