@@ -139,3 +139,32 @@ def test_policy_input_forms_and_the_feedback_loop_without_tracking(tmp_path: Pat
     from gravityml.models import load_model
 
     np.testing.assert_allclose(load_model(saved).predict_proba(obs), policy.predict_proba(obs), rtol=1e-6)
+
+
+def test_should_stop_ends_training_cleanly_after_a_checkpoint(tmp_path: Path) -> None:
+    import json
+
+    from gravityml.paradigms import TrainContext, train
+    from gravityml.spec import load_spec
+
+    spec = {
+        **BASE,
+        "model": {"type": "ppo", "params": {"n_steps": 64, "batch_size": 64}},
+        "train": {"timesteps": 20_000, "eval_freq": 10_000, "eval_episodes": 1},
+        "compute": {"accelerator": "cpu"},
+    }
+    checkpoints = tmp_path / "checkpoints"
+    calls: list[int] = []
+
+    def budget() -> str | None:
+        calls.append(1)
+        return "budget cap reached (2.00 of 2.00 USD)" if len(calls) >= 2 else None
+
+    result = train(
+        TrainContext(spec=load_spec(spec), workdir=tmp_path, checkpoint_dir=checkpoints, should_stop=budget)
+    )
+    assert result.tags["stop_reason"] == "stopped: budget cap reached (2.00 of 2.00 USD)"
+    assert result.metrics["train/timesteps"] < 20_000
+    state = json.loads((checkpoints / "state.json").read_text())
+    assert state["timesteps"] == result.metrics["train/timesteps"]
+    assert (checkpoints / "model.zip").exists()

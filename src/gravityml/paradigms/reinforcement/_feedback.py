@@ -227,7 +227,7 @@ class FeedbackCallback(BaseCallback):
         )
         if self.target_reward is not None and mean >= self.target_reward:
             self.progress.stop_reason = (
-                f"target_reward reached: mean evaluation return {mean:.1f} >= {self.target_reward:g} at {step} steps"
+                f"target_reward reached: mean evaluation return {mean:.4g} >= {self.target_reward:g} at {step} steps"
             )
             return True
         return False

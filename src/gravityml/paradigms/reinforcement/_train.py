@@ -141,11 +141,11 @@ def _train(ctx: TrainContext) -> TrainResult:
     source = "final"
     if callback.best_state is not None:
         model.policy.load_state_dict(callback.best_state)
-        source = f"best evaluation ({progress.best_mean_reward:.1f} at {progress.best_timestep} steps)"
+        source = f"best evaluation ({progress.best_mean_reward:.4g} at {progress.best_timestep} steps)"
     elif saved is not None and (folder / "best_policy.pt").exists():
         best = type(model.policy).load(str(folder / "best_policy.pt"), device=device.torch_device)
         model.policy.load_state_dict(best.state_dict())
-        source = f"best evaluation ({progress.best_mean_reward:.1f} at {progress.best_timestep} steps)"
+        source = f"best evaluation ({progress.best_mean_reward:.4g} at {progress.best_timestep} steps)"
     test_env = vec_env(env, 1, seed + 20_000)
     from stable_baselines3.common.evaluation import evaluate_policy
 
