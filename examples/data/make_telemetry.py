@@ -1,5 +1,6 @@
 """Write telemetry.csv: per-host, per-5-minute compute and network telemetry with injected
-aberrant behaviour and a label column (``is_anomaly``: 1 for an injected row, else 0).
+aberrant behaviour and a label column (``injected``: 1 for an injected row, else 0; named so that it does not
+clash with the ``is_anomaly`` column that ``predict`` adds).
 
 Normal rows follow a daily load cycle in which CPU, connections and network traffic rise together.
 Four kinds of aberrant behaviour break those relations rather than only taking extreme values:
@@ -66,7 +67,7 @@ def make_telemetry(rows: int = 6000, anomaly_share: float = 0.03, seed: int = 42
         else:
             frame.loc[i, "memory_pct"] = rng.uniform(93, 100)
     frame["anomaly_kind"] = kind
-    frame["is_anomaly"] = (kind != "normal").astype(int)
+    frame["injected"] = (kind != "normal").astype(int)
     return frame.round(3)
 
 
@@ -78,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     frame = make_telemetry(args.rows, seed=args.seed)
     frame.to_csv(args.output, index=False)
-    print(f"wrote {args.output}: {len(frame)} rows, {int(frame['is_anomaly'].sum())} anomalies")
+    print(f"wrote {args.output}: {len(frame)} rows, {int(frame['injected'].sum())} anomalies")
 
 
 if __name__ == "__main__":

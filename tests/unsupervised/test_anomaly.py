@@ -28,7 +28,7 @@ def _generator():
 def test_the_committed_telemetry_file_is_what_the_generator_writes() -> None:
     made = _generator().make_telemetry()
     pd.testing.assert_frame_equal(made.reset_index(drop=True), pd.read_csv(TELEMETRY), check_dtype=False, atol=1e-3)
-    assert made["is_anomaly"].sum() == 180 and set(made["anomaly_kind"]) > {"normal"}
+    assert made["injected"].sum() == 180 and set(made["anomaly_kind"]) > {"normal"}
 
 
 def test_isolation_forest_finds_the_injected_anomalies(workspace) -> None:
@@ -47,8 +47,8 @@ def test_isolation_forest_finds_the_injected_anomalies(workspace) -> None:
     assert (out["is_anomaly"] == (out["score"] > model.meta["threshold"])).all()
     assert set(out["prediction"]) == {"anomaly", "normal"}
     # most injected rows are flagged, few normal ones are
-    assert out.loc[rows["is_anomaly"] == 1, "is_anomaly"].mean() > 0.6
-    assert out.loc[rows["is_anomaly"] == 0, "is_anomaly"].mean() < 0.05
+    assert out.loc[rows["injected"] == 1, "is_anomaly"].mean() > 0.6
+    assert out.loc[rows["injected"] == 0, "is_anomaly"].mean() < 0.05
 
 
 def test_autoencoder_finds_the_injected_anomalies(workspace) -> None:
@@ -65,7 +65,7 @@ def test_autoencoder_finds_the_injected_anomalies(workspace) -> None:
 
 @pytest.mark.parametrize("model_type", ["local_outlier_factor", "one_class_svm"])
 def test_other_detectors_score_and_flag(fit, tmp_path, model_type) -> None:
-    result = fit(model_type, {"target_fpr": 0.05}, source=str(TELEMETRY), target="is_anomaly", drop=["host", "anomaly_kind"])
+    result = fit(model_type, {"target_fpr": 0.05}, source=str(TELEMETRY), target="injected", drop=["host", "anomaly_kind"])
     assert result.metrics["test/roc_auc"] > 0.8
     assert result.model.meta["threshold_rule"] == "target_fpr=0.05"
     loaded = load_model(result.model.save(tmp_path / "m"))
@@ -74,7 +74,7 @@ def test_other_detectors_score_and_flag(fit, tmp_path, model_type) -> None:
 
 
 def test_threshold_settings_are_checked(fit) -> None:
-    kwargs = {"source": str(TELEMETRY), "target": "is_anomaly", "drop": ["host", "anomaly_kind"]}
+    kwargs = {"source": str(TELEMETRY), "target": "injected", "drop": ["host", "anomaly_kind"]}
     with pytest.raises(TrainingError, match="contamination or target_fpr, not both"):
         fit("isolation_forest", {"contamination": 0.05, "target_fpr": 0.01}, **kwargs)
     with pytest.raises(TrainingError, match="target_fpr: must be a share"):
