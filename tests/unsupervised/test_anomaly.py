@@ -31,7 +31,7 @@ def test_the_committed_telemetry_file_is_what_the_generator_writes() -> None:
     assert made["injected"].sum() == 180 and set(made["anomaly_kind"]) > {"normal"}
 
 
-def test_isolation_forest_finds_the_injected_anomalies(workspace) -> None:
+def test_isolation_forest_finds_the_injected_anomalies(workspace, cli, tmp_path) -> None:
     result = run_job(EXAMPLES / "telemetry_isolation_forest.yaml")
     m = result.metrics
     assert m["test/roc_auc"] >= 0.9
@@ -49,6 +49,13 @@ def test_isolation_forest_finds_the_injected_anomalies(workspace) -> None:
     # most injected rows are flagged, few normal ones are
     assert out.loc[rows["injected"] == 1, "is_anomaly"].mean() > 0.6
     assert out.loc[rows["injected"] == 0, "is_anomaly"].mean() < 0.05
+
+    # the command line scores a file: input columns kept, score and flag appended
+    code, stdout, _ = cli("predict", "telemetry-iforest", str(TELEMETRY), "-o", str(tmp_path / "scored.csv"))
+    assert code == 0, stdout
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    assert {"injected", "anomaly_kind", "score", "is_anomaly"} <= set(scored.columns)
+    assert (scored["is_anomaly"] == out["is_anomaly"]).all()
 
 
 def test_autoencoder_finds_the_injected_anomalies(workspace) -> None:

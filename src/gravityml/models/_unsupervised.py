@@ -56,13 +56,11 @@ class DecodedClassifier(ClassifierMixin, BaseEstimator):
         proba = np.asarray(self.estimator.predict_proba(X), dtype="float64")
         # A kNN graph can leave a part of the rows with no path to any label: label spreading then
         # holds 0/0 for them. Such a row is equally likely any class.
-        proba = np.nan_to_num(proba, nan=0.0)
-        empty = proba.sum(axis=1) <= 0
-        proba[empty] = 1.0 / proba.shape[1]
         # A column per code 0..k-1, even where the estimator saw only some of them.
         codes = np.asarray(self.estimator.classes_, dtype=int)
         full = np.zeros((proba.shape[0], len(self.classes_)))
-        full[:, codes] = proba
+        full[:, codes] = np.nan_to_num(proba, nan=0.0)
+        full[full.sum(axis=1) <= 0] = 1.0 / len(self.classes_)
         return full
 
     def predict(self, X: Any) -> np.ndarray:
