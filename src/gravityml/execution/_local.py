@@ -24,7 +24,6 @@ from gravityml.paradigms import TrainContext, train
 from gravityml.spec import JobSpec, load_spec
 from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace, package_versions, register, start_run
 from gravityml.execution._placement import (
-    check_executor,
     enforce,
     plan_job,
     record_metered,
@@ -99,16 +98,24 @@ def run_job(
     extra_tags: Mapping[str, str] | None = None,
     site: str | None = None,
     catalog: Catalog | str | Path | None = None,
+    on_executor: bool = False,
 ) -> JobResult:
     """Train ``spec`` here, track it in the workspace's MLflow store and register the model.
 
     First the job is planned against the catalog and the plan enforced (policy, budget): a refused
-    run raises before it reads data or spends; ``site`` pins it to one site of the catalog.
+    run raises before it reads data or spends; ``site`` pins it to one site of the catalog. A site
+    whose executor is a Ray address gets the job as a Ray task (``on_executor`` marks that task).
     """
     spec = load_spec(spec)
     ws = (workspace or Workspace.current()).ensure()
     placed = enforce(plan_job(spec, site=site, catalog=catalog, workspace=ws, measure=None))
-    check_executor(placed)
+    if placed.executor != "local" and not on_executor:
+        from gravityml.execution._ray import run_on_ray
+
+        options = {"resume": resume, "site": placed.candidate.site, "catalog": catalog, "extra_tags": extra_tags}
+        document = spec.model_dump(mode="json", exclude_none=True)
+        remote: JobResult = run_on_ray(placed.executor, document, spec.base_dir, ws.root, options)
+        return remote
     device = resolve_device(spec.compute.accelerator, spec.compute.devices)
     dataset = load_dataset(spec) if spec.data is not None else None
     digest = spec_digest(spec)

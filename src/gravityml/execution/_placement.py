@@ -176,19 +176,6 @@ def enforce(p: Plan) -> Placed:
     return Placed(plan=p, candidate=chosen, jurisdiction=site.jurisdiction, executor=site.executor)
 
 
-def check_executor(placed: Placed) -> None:
-    """Jobs run here; a site whose executor is a Ray cluster is not reachable from this version."""
-    if placed.executor != "local":
-        raise PlacementError(
-            f"site {placed.candidate.site!r} runs jobs on its Ray cluster ({placed.executor}), which this "
-            "version of gravityml cannot submit to yet",
-            allowed=["executor: local"],
-            got=placed.executor,
-            fix=f"train with --site on a site whose executor is local, or set executor: local for "
-            f"{placed.candidate.site!r} when this machine is part of it",
-        )
-
-
 def start_meter(placed: Placed, workspace: Workspace, run: TrackedRun) -> Meter:
     """Record the forecast in the ledger and start metering against what remains of the budget."""
     c, d = placed.candidate, placed.plan.demand
