@@ -3,6 +3,7 @@ clusterers' predict / save / load, and cluster quality without labels."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,16 +41,19 @@ def test_kmeans_on_iris_finds_the_species_without_seeing_them(workspace) -> None
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
-def test_auto_cluster_count_picks_two_or_three_and_saves_the_curve(workspace) -> None:
+def test_auto_cluster_count_picks_two_or_three_and_saves_the_curve(workspace, tmp_path) -> None:
     result = run_job(EXAMPLES / "iris_kmeans_auto.yaml")
     chosen = result.metrics["search/chosen_n_clusters"]
     assert chosen in (2, 3)
     assert gravityml.load(result.model_ref).meta["n_clusters"] == chosen
     plots = [a.path for a in workspace.client.list_artifacts(result.run_id, "plots")]
     assert "plots/cluster_count.png" in plots and "plots/projection.png" in plots
-    # the curve holds one silhouette per candidate count, 2..8
-    history = workspace.client.get_metric_history(result.run_id, "search/silhouette")
-    assert sorted(m.step for m in history) == list(range(2, 9))
+    # the curve holds one silhouette per candidate count, 2..8, and the chosen count is its best
+    local = workspace.client.download_artifacts(result.run_id, "reports/cluster_count.json", str(tmp_path))
+    saved = json.loads(Path(local).read_text())
+    assert sorted(int(k) for k in saved["curve"]) == list(range(2, 9))
+    assert saved["chosen"] == chosen and saved["curve"][str(int(chosen))] == max(saved["curve"].values())
+    assert result.metrics["search/best_silhouette"] == pytest.approx(max(saved["curve"].values()))
 
 
 @pytest.mark.parametrize(

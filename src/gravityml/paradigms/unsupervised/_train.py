@@ -6,6 +6,7 @@ the result (ARI/NMI for clusters, ROC AUC and friends for anomalies).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,9 +125,13 @@ def train(ctx: TrainContext) -> TrainResult:
 
         chosen, curve = ev.search_cluster_count(labels_for, Z_train, low, high, seed)
         estimator.set_params(**{count_param: chosen})
-        for k, value in curve.items():
-            ctx.sink.log_metrics({"search/silhouette": value}, step=k)
+        # The curve goes to a file, not a metric history: a run's "latest" value of a per-k metric
+        # would be the last k tried, which reads as the chosen one.
+        curve_file = ctx.workdir / "cluster_count.json"
+        curve_file.write_text(json.dumps({"metric": "silhouette", "chosen": chosen, "curve": curve}, indent=2))
+        artifacts.append(curve_file)
         metrics["search/chosen_n_clusters"] = float(chosen)
+        metrics["search/best_silhouette"] = curve[chosen]
         tags["n_clusters"] = f"auto: {chosen} of {sorted(curve)} by silhouette"
         artifacts.append(ev.cluster_count_png(curve, chosen, ctx.workdir / "cluster_count.png", f"{title}: cluster count"))
 
