@@ -21,6 +21,8 @@ def _hours(value: float) -> str:
 
 
 def _usd(value: float) -> str:
+    if 0 < value < 0.01:
+        return f"{value:.2g}"  # cents would round a short run to a misleading 0.00
     return f"{value:,.2f}" if value < 1e6 else f"{value:,.4g}"
 
 
