@@ -61,6 +61,30 @@ TINY.update(
     }
 )
 
+_UNSUPERVISED = {"task": "unsupervised", "data": SUPERVISED_CLS}  # the label only scores the result
+_FEW_LABELS = {  # most targets empty: 45 labelled rows per class, the rest unlabelled
+    "task": "semi_supervised",
+    "data": {"source": str(Path(__file__).parents[2] / "examples/data/digits_5_per_class.csv"), "target": "target"},
+}
+TINY.update(
+    {
+        "kmeans": {**_UNSUPERVISED, "params": {"n_clusters": 3}},
+        "gaussian_mixture": _UNSUPERVISED,
+        "dbscan": {**_UNSUPERVISED, "params": {"eps": 0.8}},
+        "hdbscan": _UNSUPERVISED,
+        "agglomerative": _UNSUPERVISED,
+        "pca": _UNSUPERVISED,
+        "isolation_forest": {**_UNSUPERVISED, "params": {"n_estimators": 20}},
+        "local_outlier_factor": _UNSUPERVISED,
+        "one_class_svm": _UNSUPERVISED,
+        "autoencoder": {**_UNSUPERVISED, "train": {"epochs": 2}},
+        "label_spreading": _FEW_LABELS,
+        "label_propagation": {**_FEW_LABELS, "params": {"max_iter": 50}},
+        "self_training": {**_FEW_LABELS, "params": {"base": "decision_tree", "max_rounds": 2}},
+        "pseudo_label": {**_FEW_LABELS, "params": {"rounds": 1, "base_params": {"hidden": [8]}}, "train": {"epochs": 2}},
+    }
+)
+
 PREDICTION_COLUMNS = {
     "classifier": {"prediction", "confidence"},
     "regressor": {"prediction"},
