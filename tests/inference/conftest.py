@@ -65,7 +65,7 @@ def workspace_env(home: Path) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, _empty_store: Path) -> Iterator[Path]:
     """A workspace holding ``iris`` (logistic regression) and ``loans`` (every column kind)."""
     import gravityml

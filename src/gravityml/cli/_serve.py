@@ -21,11 +21,13 @@ def serve(
     port: int = typer.Option(8080, help="Port."),
     runtime: str = typer.Option("native", help="native (the model's own library) or onnx (onnxruntime on an export)."),
     max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Most rows one model call gathers."),
-    max_delay_ms: float = typer.Option(2.0, "--max-delay-ms", min=0.0, help="Longest wait for a batch to fill."),
+    max_delay_ms: float = typer.Option(0.0, "--max-delay-ms", min=0.0, help="Longest wait for more requests "
+                                       "before a model call (0: take what is queued; batches form under load)."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds a request may take before a 503."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body (413 above)."),
     token: str = typer.Option(None, "--token", envvar=TOKEN_ENV, show_envvar=True,
                               help="Require 'Authorization: Bearer TOKEN' (health probes stay open)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Threads one model call may use."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request on stderr."),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
@@ -49,6 +51,7 @@ def serve(
         timeout_s=timeout,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         token=token or os.environ.get(TOKEN_ENV) or None,
+        model_threads=threads,
     )
 
     def ready(models: list) -> None:  # type: ignore[type-arg]

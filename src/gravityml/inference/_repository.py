@@ -108,10 +108,12 @@ class Served:
         }
 
 
-def load_for_serving(ref: str, runtime: Runtime = "native", *, workspace: Workspace | None = None) -> Loaded:
+def load_for_serving(
+    ref: str, runtime: Runtime = "native", *, threads: int | None = None, workspace: Workspace | None = None
+) -> Loaded:
     """A model by reference, model folder or export folder, in the runtime asked for."""
     if is_export_dir(ref):
-        model: GravityModel = OnnxModel(ref)
+        model: GravityModel = OnnxModel(ref, threads=threads)
         meta = model.metadata["model"]  # type: ignore[attr-defined]
         name = meta.get("name") or Path(ref).resolve().name
         return Loaded(name, str(meta.get("version") or 1), ref, model, "onnx")
@@ -126,7 +128,7 @@ def load_for_serving(ref: str, runtime: Runtime = "native", *, workspace: Worksp
     target = ws.cache_dir / "onnx" / name / version
     if not is_export_dir(target):
         export_model(ref, target, workspace=ws)
-    return Loaded(name, version, ref, OnnxModel(target), "onnx")
+    return Loaded(name, version, ref, OnnxModel(target, threads=threads), "onnx")
 
 
 class Repository:

@@ -90,11 +90,14 @@ class ServeConfig:
     """How the server behaves; every field has a CLI option of the same name."""
 
     max_batch_size: int = 64
-    max_delay_ms: float = 2.0
+    max_delay_ms: float = 0.0
     timeout_s: float = 30.0
     max_body_bytes: int = 16 * 1024 * 1024
     max_rows: int = 100_000
     token: str | None = None
+    #: Threads one model call may use (OpenMP/BLAS and onnxruntime). Batches of online requests are
+    #: small: one thread avoids threads spinning against the event loop on a small machine.
+    model_threads: int = 1
 
 
 class _ClientError(Exception):
@@ -143,7 +146,13 @@ def create_app(
     """The ASGI application serving ``models`` (wrapped in auth, metrics and the access log)."""
     config = config or ServeConfig()
     metrics = Metrics()
-    executor = ThreadPoolExecutor(max_workers=max(2, len(models)), thread_name_prefix="gravityml-batch")
+    def limit_threads() -> None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(config.model_threads)  # OpenMP's limit holds for the calling thread
+
+    executor = ThreadPoolExecutor(max_workers=max(2, len(models)), thread_name_prefix="gravityml-batch",
+                                  initializer=limit_threads)
 
     def _no_loader(ref: str) -> Loaded:
         raise InferenceError("this server cannot load models", fix="start it with gravityml serve")
@@ -318,8 +327,10 @@ def serve(
 
     from gravityml.inference._repository import load_for_serving
 
+    config = config or ServeConfig()
+
     def loader(ref: str) -> Loaded:
-        return load_for_serving(ref, runtime)  # type: ignore[arg-type]
+        return load_for_serving(ref, runtime, threads=config.model_threads)  # type: ignore[arg-type]
 
     models = [loader(ref) for ref in refs]
     app = create_app(models, config=config, loader=loader)

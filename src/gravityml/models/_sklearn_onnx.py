@@ -105,12 +105,23 @@ def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> 
         if kind == "classifier"
         else {"prediction": graph_outputs[0]}
     )
-    steps = [type(step).__name__ for _, step in pipeline.steps]
     return {
         "inputs": inputs,
         "outputs": outputs,
-        "preprocessing": "in the graph: " + " -> ".join(steps)
-        + " (numeric: median imputation + standard scaling; categorical: one-hot; text: TF-IDF)",
+        "preprocessing": {"in_graph": True, "steps": _describe(pipeline)},
         "opset": TARGET_OPSET,
     }
+
+
+def _describe(pipeline: Any) -> list[dict[str, Any]]:
+    """Each preprocessing part (columns -> transformers) and the estimator, as the graph runs them."""
+    parts: list[dict[str, Any]] = []
+    preprocess = pipeline.named_steps.get("preprocess")
+    for name, transformer, columns in getattr(preprocess, "transformers_", []):
+        if transformer == "drop":
+            continue
+        steps = [type(s).__name__ for _, s in getattr(transformer, "steps", [(name, transformer)])]
+        parts.append({"part": name, "columns": [columns] if isinstance(columns, str) else list(columns), "steps": steps})
+    parts.append({"part": "estimator", "steps": [type(pipeline.steps[-1][1]).__name__]})
+    return parts
 

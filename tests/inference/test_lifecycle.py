@@ -1,0 +1,98 @@
+"""A server's life: served from an ONNX export, reloaded under traffic, stopped gracefully."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from tests.inference.conftest import Server, workspace_env
+
+
+@pytest.fixture(scope="module")
+def flower(trained: Path) -> Iterator[Server]:
+    """``flower`` = iris registered again under a name of its own, served with --runtime onnx."""
+    from gravityml.tracking import Workspace, register, resolve
+
+    with workspace_env(trained):
+        ws = Workspace.current(trained)
+        iris = resolve(ws, "iris/1")
+        register(ws, "flower", run_id=iris.run_id, source=iris.source)
+    srv = Server(trained, "flower", "--runtime", "onnx", "--max-delay-ms", "400")
+    yield srv
+    srv.stop()
+
+
+def infer(server: Server, rows: np.ndarray, timeout: float = 30) -> httpx.Response:
+    body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP64", "data": rows.tolist()}]}
+    return httpx.post(f"{server.url}/v2/models/flower/infer", json=body, timeout=timeout)
+
+
+def test_onnx_runtime_answers_like_the_native_model(flower: Server, trained: Path) -> None:
+    from gravityml.inference import load
+
+    meta = httpx.get(f"{flower.url}/v2/models/flower").json()
+    assert meta["parameters"]["runtime"] == "onnx" and meta["platform"] == "gravityml_onnx"
+    rows = load_iris().data[::7]
+    response = infer(flower, rows)
+    assert response.status_code == 200
+    out = {o["name"]: o["data"] for o in response.json()["outputs"]}
+    with workspace_env(trained):
+        native = load("iris/1").predict(rows)
+    assert out["prediction"] == native["prediction"].tolist()
+    np.testing.assert_allclose(out["confidence"], native["confidence"], atol=1e-4)
+
+
+def test_reload_serves_the_new_version_without_dropping_requests(flower: Server, trained: Path) -> None:
+    from gravityml.tracking import Workspace, register, resolve
+
+    rows = load_iris().data[:2]
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            response = infer(flower, rows)
+            answers.append((response.status_code, response.json().get("model_version", "")))
+
+    with workspace_env(trained):
+        ws = Workspace.current(trained)
+        v1 = resolve(ws, "flower/1")
+        register(ws, "flower", run_id=v1.run_id, source=v1.source)  # version 2
+    clients = [threading.Thread(target=traffic) for _ in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(1.0)
+    loaded = httpx.post(f"{flower.url}/v2/repository/models/flower/load", timeout=120)
+    time.sleep(1.0)
+    stop.set()
+    for c in clients:
+        c.join()
+    assert loaded.status_code == 200 and loaded.json()["version"] == "2"
+    assert {code for code, _ in answers} == {200}
+    versions = [v for _, v in answers]
+    assert versions[0] == "1" and versions[-1] == "2"
+    index = httpx.post(f"{flower.url}/v2/repository/index").json()
+    assert [(m["name"], m["version"]) for m in index] == [("flower", "2")]
+    assert httpx.get(f"{flower.url}/v2/models/flower/versions/1").status_code == 404
+    bad = httpx.post(f"{flower.url}/v2/repository/models/flower/load", json={"parameters": {"ref": "iris/1"}})
+    assert bad.status_code == 400 and "not 'flower'" in bad.json()["error"]
+
+
+def test_shutdown_finishes_the_request_in_flight(flower: Server) -> None:
+    result: list[httpx.Response] = []
+    client = threading.Thread(target=lambda: result.append(infer(flower, load_iris().data[:1])))
+    client.start()
+    time.sleep(0.15)  # the request now waits in the batcher (--max-delay-ms 400)
+    code = flower.stop()
+    client.join()
+    assert result and result[0].status_code == 200
+    # uvicorn re-raises SIGTERM after its clean shutdown, so the exit status is the signal's.
+    assert code in (0, -15)
+    assert "Finished server process" in flower.output()
