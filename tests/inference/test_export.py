@@ -100,3 +100,25 @@ def test_cli_export_prints_parity_and_rejects_unknown_format(trained: Path, tmp_
         assert code == 2 and "unknown export format" in err
         code, _, err = cli("export", "nosuch", "-o", str(tmp_path / "g"))
         assert code == 2 and "no such model" in err
+
+
+@pytest.mark.slow
+def test_torch_mlp_export_agrees_and_int8_is_several_times_smaller(trained: Path, tmp_path: Path) -> None:
+    """The issue-3 torch flavor through the same export: its graph takes the encoded matrix."""
+    import gravityml
+    from gravityml.inference import export_model
+    from tests.inference.conftest import write_job
+
+    job = write_job(
+        tmp_path / "mlp.yaml", name="tumor-mlp", task="supervised",
+        data={"source": "sklearn:breast_cancer", "target": "target", "split": {"test": 0.2, "seed": 7}},
+        model={"type": "mlp", "params": {"hidden": [256, 128]}}, train={"epochs": 3, "seed": 7},
+        compute={"accelerator": "cpu", "precision": "fp32"},
+    )
+    with workspace_env(trained):
+        gravityml.train(job)
+        fp32 = export_model("tumor-mlp", tmp_path / "fp32").parity
+        int8 = export_model("tumor-mlp", tmp_path / "int8", quantize="int8").parity
+    assert fp32["label_agreement"] == 1.0 and fp32["max_abs_diff"] < 1e-4
+    assert int8["label_agreement"] >= 0.995
+    assert int8["size_ratio_fp32_to_int8"] >= 3.0

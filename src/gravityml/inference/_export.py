@@ -194,7 +194,7 @@ def export_model(
             "meta": {k: v for k, v in model.meta.items() if k in ("interval_half_width", "interval_coverage", "task", "model_type")},
         }
         (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
-        exported = OnnxModel(staging)
+        exported = OnnxModel(staging, encode=getattr(model, "encode", None))
         report = parity_report(model, exported, frame)
         report["thresholds"] = {"min_agreement": min_agreement, "max_diff": max_diff}
         report["size_bytes"] = {"onnx": (staging / ONNX_FILE).stat().st_size}

@@ -14,12 +14,18 @@ program on a phone that has only onnxruntime):
     ``label``; ``prediction`` for regressors.
 ``label_map``
     column index of ``probabilities`` -> class label.
+
+A flavor whose graph takes an encoded matrix (the torch flavor: one input, one-hot and token ids
+made outside the graph) gives inputs without ``columns`` and outputs as a list; such an export runs
+here with the original model's ``encode`` (``serve REF --runtime onnx``), or alone when every
+column is numeric and the matrix is the columns in schema order.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -58,7 +64,13 @@ class OnnxModel(GravityModel):
 
     flavor = "onnx"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        encode: Callable[[pd.DataFrame], np.ndarray] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -82,12 +94,38 @@ class OnnxModel(GravityModel):
         self.session = ort.InferenceSession(str(path / ONNX_FILE), options, providers=["CPUExecutionProvider"])
         label_map = metadata.get("label_map") or {}
         self._labels = [label_map[str(i)] for i in range(len(label_map))]
+        outputs = metadata["outputs"]
+        self._outputs: dict[str, str] = (
+            {o["name"]: o["name"] for o in outputs} if isinstance(outputs, list) else dict(outputs)
+        )
+        self._inputs, self._encode = self._input_plan(metadata["inputs"], encode)
+
+    def _input_plan(
+        self, inputs: list[dict[str, Any]], encode: Callable[[pd.DataFrame], np.ndarray] | None
+    ) -> tuple[list[dict[str, Any]] | None, Callable[[pd.DataFrame], np.ndarray] | None]:
+        if all("columns" in spec for spec in inputs):
+            return inputs, None
+        if encode is not None:
+            return None, encode
+        names = self.schema.feature_names
+        width = (inputs[0].get("shape") or [None, None])[-1] if len(inputs) == 1 else None
+        if width == len(names) and all(c.kind in ("numeric", "boolean") for c in self.schema.features):
+            return [{"name": inputs[0]["name"], "columns": names, "datatype": "FP32", "missing": "NaN"}], None
+        raise ModelError(
+            "this export's graph takes encoded rows (one-hot / token ids made outside the graph)",
+            got=[spec.get("name") for spec in inputs],
+            fix="serve it by reference with the original model: gravityml serve REF --runtime onnx",
+        )
 
     def run(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The graph's outputs by role for validated rows ``frame``."""
-        names = self.metadata["outputs"]
-        values = self.session.run(list(names.values()), feeds_for(self.metadata["inputs"], frame))
-        return dict(zip(names, values))
+        if self._encode is not None:
+            encoded = self._encode(frame)
+            feeds = {self.metadata["inputs"][0]["name"]: encoded if encoded.dtype == np.int64 else encoded.astype(np.float32)}
+        else:
+            feeds = feeds_for(self._inputs or [], frame)
+        values = self.session.run(list(self._outputs.values()), feeds)
+        return dict(zip(self._outputs, values))
 
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         out = self.run(frame)

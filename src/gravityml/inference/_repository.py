@@ -128,7 +128,7 @@ def load_for_serving(
     target = ws.cache_dir / "onnx" / name / version
     if not is_export_dir(target):
         export_model(ref, target, workspace=ws)
-    return Loaded(name, version, ref, OnnxModel(target, threads=threads), "onnx")
+    return Loaded(name, version, ref, OnnxModel(target, threads=threads, encode=getattr(native, "encode", None)), "onnx")
 
 
 class Repository:
