@@ -142,10 +142,22 @@ def test_no_plan_places_a_job_where_its_data_policy_forbids(case: tuple[Catalog,
 
 
 @SETTINGS
-@given(cases())
-def test_a_plan_never_exceeds_the_budget_or_deadline_it_reports_as_met(case: tuple[Catalog, Demand]) -> None:
+@given(cases(), st.data())
+def test_a_plan_never_exceeds_the_budget_or_deadline_it_reports_as_met(
+    case: tuple[Catalog, Demand], data: st.DataObject
+) -> None:
     catalog, demand = case
-    p = plan(demand, offer_table(catalog))
+    table = offer_table(catalog)
+    free = plan(demand.evolve(budget_usd=None, deadline_hours=None), table)
+    if free.allowed.any():
+        # Limits near the candidates' own costs and times, so that both sides of each limit occur.
+        rows = np.flatnonzero(free.allowed)
+        row = data.draw(st.sampled_from(rows.tolist()))
+        demand = demand.evolve(
+            budget_usd=data.draw(st.floats(0.5, 1.5).map(lambda f: f * float(free.total_usd[row]) + 1e-9)),
+            deadline_hours=data.draw(st.floats(0.5, 1.5).map(lambda f: f * float(free.finish_hours[row]) + 1e-9)),
+        )
+    p = plan(demand, table)
     for c in p.candidates:
         if c.meets_budget and demand.budget_usd is not None:
             assert c.total_usd <= demand.budget_usd
