@@ -134,11 +134,25 @@ def load_levels(port: int, requests: list[bytes], levels: list[tuple[int, int]])
 # ---- the benchmark -----------------------------------------------------------------------------
 
 
-def train(home: Path) -> None:
+MLP_JOB = """
+name: tumor-mlp
+task: supervised
+data: {source: "sklearn:breast_cancer", target: target, split: {test: 0.2, seed: 7}}
+model: {type: mlp, params: {hidden: [256, 128]}}
+train: {epochs: 20, seed: 7}
+compute: {accelerator: cpu, precision: fp32}
+"""
+
+
+def train(home: Path, *, mlp: bool) -> None:
     env = {**os.environ, "GRAVITYML_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    subprocess.run([*GRAVITYML, "train", str(ROOT / "examples" / "tumor.yaml")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    jobs = [ROOT / "examples" / "tumor.yaml"]
+    if mlp:
+        (home / "mlp.yaml").write_text(MLP_JOB)
+        jobs.append(home / "mlp.yaml")
+    for job in jobs:
+        subprocess.run([*GRAVITYML, "train", str(job)], env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def rows_and_columns() -> tuple[list[list[float]], list[str]]:
@@ -198,8 +212,8 @@ def serve_bench(home: Path, levels: list[tuple[int, int]], mlflow_cap: int) -> d
     return out
 
 
-def runtime_bench(home: Path, seconds: float) -> dict:
-    """Rows/s in-process: native scikit-learn pipeline vs ONNX fp32 vs ONNX int8 (via onnxruntime)."""
+def runtime_bench(home: Path, seconds: float, name: str) -> dict:
+    """Rows/s in-process: the native model vs its ONNX fp32 and int8 exports (onnxruntime)."""
     os.environ["GRAVITYML_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     import pandas as pd
@@ -208,11 +222,11 @@ def runtime_bench(home: Path, seconds: float) -> dict:
 
     rows, columns = rows_and_columns()
     frame = pd.DataFrame(rows, columns=columns)
-    native = load("tumor")
+    native = load(name)
     exports = {}
     for quantize in (None, "int8"):
-        report = export_model("tumor", home / f"export-{quantize or 'fp32'}", quantize=quantize)
-        exports[quantize or "fp32"] = (OnnxModel(report.directory), report.parity)
+        report = export_model(name, home / f"export-{name}-{quantize or 'fp32'}", quantize=quantize)
+        exports[quantize or "fp32"] = (OnnxModel(report.directory, encode=getattr(native, "encode", None)), report.parity)
     result: dict = {"parity": {k: v[1] for k, v in exports.items()}, "throughput": {}}
     for batch in (1, 64, 1024):
         data = pd.concat([frame] * (1 + batch // len(frame)), ignore_index=True).head(batch)
@@ -237,24 +251,40 @@ def report_serving(serving: dict) -> None:
               f" {g['p99_ms']:>7.1f}/{m['p99_ms']:<8.1f} {g['errors']}/{m['errors']}", flush=True)
 
 
+def print_runtimes(runtimes: dict) -> None:
+    for name, result in runtimes.items():
+        for batch, timings in result["throughput"].items():
+            print(name, batch, {k: round(v["rows_per_s"]) for k, v in timings.items()}, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000, help="requests at 64 clients (8: half, 1: a fifth)")
     parser.add_argument("--quick", action="store_true", help="a short run to check the script works")
+    parser.add_argument("--in-process-only", action="store_true",
+                        help="rerun only the native/ONNX comparison and update it in the results file")
     args = parser.parse_args()
     total = 400 if args.quick else args.requests
     levels = [(1, max(100, total // 5)), (8, max(200, total // 2)), (64, total)]
     home = Path(tempfile.mkdtemp(prefix="gravityml-bench-serving-"))
+    seconds = 0.5 if args.quick else 3.0
     try:
-        train(home)
+        train(home, mlp=True)
+        if args.in_process_only:
+            result = json.loads(RESULTS.read_text())
+            result["in_process"] = {n: runtime_bench(home, seconds, n) for n in ("tumor", "tumor-mlp")}
+            RESULTS.write_text(json.dumps(result, indent=2))
+            print_runtimes(result["in_process"])
+            return
         serving = serve_bench(home, levels, 100 if args.quick else 2000)
         report_serving(serving)
-        runtimes = runtime_bench(home, 0.5 if args.quick else 3.0)
+        runtimes = {n: runtime_bench(home, seconds, n) for n in ("tumor", "tumor-mlp")}
     finally:
         shutil.rmtree(home, ignore_errors=True)
     result = {
         "benchmark": "serving",
-        "model": "tumor (examples/tumor.yaml: hist_gradient_boosting, breast_cancer, 30 features), one row per request",
+        "model": "served: tumor (examples/tumor.yaml: hist_gradient_boosting, breast_cancer, 30 features), one row "
+                 "per request; in process also tumor-mlp (torch MLP 256-128)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "levels": levels,
         "serving": serving,
@@ -264,8 +294,7 @@ def main() -> None:
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2))
-    for batch, timings in runtimes["throughput"].items():
-        print(batch, {k: round(v["rows_per_s"]) for k, v in timings.items()})
+    print_runtimes(runtimes)
     print(f"wrote {RESULTS}" if not args.quick else "quick run: nothing written")
 
 
