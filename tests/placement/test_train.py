@@ -136,7 +136,7 @@ def test_a_run_over_its_cap_stops_after_a_checkpoint_and_resumes_when_the_budget
     assert code == 2
     assert "stopped for budget after its last checkpoint" in err and "--resume" in err
     (run,) = runs(workspace)
-    assert run.data.tags["gravityml.stopped"] == "budget" and run.info.status == "FAILED"
+    assert run.data.tags["gravityml.stopped_for_budget"] == "true" and run.info.status == "FAILED"
     assert workspace.client.search_model_versions("name = 'iris'") == []
     stopped = [e for e in ledger(workspace) if e["kind"] == "metered"]
     assert stopped[0]["status"] == "stopped_for_budget" and stopped[0]["usd"] > 0.5
@@ -150,5 +150,6 @@ def test_a_run_over_its_cap_stops_after_a_checkpoint_and_resumes_when_the_budget
     assert seen == [0, stopped_at]  # the second run started from the checkpoint, not from scratch
     (again,) = runs(workspace)
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    assert again.data.tags["gravityml.stopped_for_budget"] == "resumed"
     (version,) = workspace.client.search_model_versions("name = 'iris'")
     assert version.tags["gravityml.site"] == "burst"

@@ -32,8 +32,9 @@ from gravityml.placement import (
     spent_usd,
 )
 from gravityml.spec import MODEL_TYPES, JobSpec, load_spec
-from gravityml.tracking import TrackedRun, Workspace
+from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace
 
+_STOPPED_TAG = f"{LINEAGE_PREFIX}stopped_for_budget"
 #: Rows (or RL timesteps) of the calibration run: enough to time, small enough to be quick.
 CALIBRATION_SAMPLES = 256
 
@@ -194,6 +195,8 @@ def record_metered(placed: Placed, workspace: Workspace, run: TrackedRun, meter:
     status = "stopped_for_budget" if meter.stop_reason else "ended"
     ledger_append(workspace.ledger_path, _entry("metered", placed, run.run_id, meter.usd, status, meter.hours))
     run.log_metrics({"cost/metered_usd": meter.usd})
+    if meter.stop_reason is None and _STOPPED_TAG in workspace.client.get_run(run.run_id).data.tags:
+        run.set_tags({_STOPPED_TAG: "resumed"})  # an earlier leg stopped for budget; this one went on
 
 
 def _entry(kind: str, placed: Placed, run_id: str, usd: float, status: str, hours: float = 0.0) -> Entry:
@@ -204,9 +207,7 @@ def _entry(kind: str, placed: Placed, run_id: str, usd: float, status: str, hour
 
 def stopped_for_budget(spec: JobSpec, run: TrackedRun, reason: str) -> BudgetError:
     """Tag the run as stopped for budget and say how to go on."""
-    from gravityml.tracking import LINEAGE_PREFIX
-
-    run.set_tags({f"{LINEAGE_PREFIX}stopped": "budget", f"{LINEAGE_PREFIX}stop_reason": reason})
+    run.set_tags({_STOPPED_TAG: "true", f"{LINEAGE_PREFIX}stop_reason": reason})
     return BudgetError(
         f"run {run.run_id} of {spec.name!r} stopped for budget after its last checkpoint ({reason})",
         fix=f"raise placement.budget_usd or budgets.{spec.experiment_name}.usd, then run "
