@@ -87,9 +87,10 @@ def test_sac_on_pendulum_trains_and_rolls_out_to_a_gif(cli, workspace, tmp_path:
     policy = gravityml.load("pendulum-sac")
     assert policy.action_space["type"] == "Box"
     actions = policy.predict(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]))
-    assert list(actions.columns) == ["prediction"]
+    assert list(actions.columns) == ["prediction", "action_0"]
     torques = np.array(actions["prediction"].tolist())
     assert torques.shape == (2, 1) and (np.abs(torques) <= 2.0).all()
+    np.testing.assert_array_equal(actions["action_0"], torques[:, 0])
     with pytest.raises(Exception, match="no action probabilities"):
         policy.predict_proba(np.zeros(3))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -252,8 +253,12 @@ class PolicyModel(GravityModel):
             proba = self._probabilities(obs)
             out["confidence"] = proba[np.arange(len(frame)), out["prediction"].to_numpy() - self.action_space["start"]]
         else:
+            # The list is what env.step takes; the numeric action_i columns are what typed
+            # consumers (the OIP server's FP64 tensors, CSV files) read without parsing.
             rows = np.asarray(actions).reshape(len(frame), -1)
             out["prediction"] = [row.tolist() for row in rows]
+            for i in range(rows.shape[1]):
+                out[f"action_{i}"] = rows[:, i].astype("float64")
         return out
 
     def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -297,7 +302,16 @@ class PolicyModel(GravityModel):
 def _expand_obs_column(frame: pd.DataFrame, size: int) -> pd.DataFrame:
     rows = []
     for i, value in enumerate(frame[OBS_COLUMN], start=1):
-        flat = np.asarray(value, dtype="float64").reshape(-1) if value is not None else np.empty(0)
+        try:
+            if isinstance(value, str):  # a CSV cell holding "[0.1, 0.2, ...]"
+                value = json.loads(value)
+            flat = np.asarray(value, dtype="float64").reshape(-1) if value is not None else np.empty(0)
+        except (ValueError, TypeError):
+            raise ModelError(
+                f"row {i}: 'obs' is not a list of numbers",
+                got=value,
+                fix="give each row an 'obs' list of numbers, e.g. [0.1, 0.2]",
+            ) from None
         if flat.size != size:
             raise ModelError(
                 f"row {i}: 'obs' holds {flat.size} numbers; the policy takes observations of {size}",
