@@ -134,10 +134,10 @@ def plan_job(
     ws = workspace or Workspace.current()
     spent = spent_usd(ledger_read(ws.ledger_path), spec.experiment_name)
     explicit = spec.placement is not None and spec.placement.estimate is not None
-    if measure is None:
+    if measure is None:  # only where a forecast can change the outcome: limits, and a choice to make
         limits = spec.placement is not None and (spec.placement.budget_usd or spec.placement.deadline_hours)
-        measure = bool(limits) or spec.experiment_name in cat.budgets
-    calibration = calibrate(spec, ws) if measure and not explicit and len(cat.sites) > 1 else None
+        measure = (bool(limits) or spec.experiment_name in cat.budgets) and len(cat.sites) > 1
+    calibration = calibrate(spec, ws) if measure and not explicit else None
     demand = demand_for(spec, cat, calibration=calibration, spent_usd=spent, site=pinned)
     return plan(demand, offer_table(cat))
 
