@@ -153,9 +153,10 @@ def _write_gif(frames: list[Any], path: Path, name: str) -> None:
             got="render() returned None",
             fix="give the environment an rgb_array render mode, or leave out --gif",
         )
-    atomic_write(
-        path,
-        lambda tmp: images[0].save(
-            tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / GIF_FPS), loop=0
-        ),
-    )
+    def write(tmp: Path) -> None:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / GIF_FPS), loop=0)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # the temp file is private (mkstemp); the GIF is for people to open
+
+    atomic_write(path, write)
