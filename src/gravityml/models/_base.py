@@ -28,10 +28,10 @@ ModelKind = Literal["classifier", "regressor", "clusterer", "anomaly_detector", 
 #: flavor name -> "module:Class". Each paradigm's models register here; nothing is imported early.
 FLAVORS: dict[str, str] = {
     "sklearn": "gravityml.models._sklearn:SklearnModel",
+    "torch": "gravityml.models._torch:TorchModel",
     "sb3": "gravityml.models._policy:PolicyModel",
     "unsupervised": "gravityml.models._unsupervised:UnsupervisedModel",
     "autoencoder": "gravityml.models._unsupervised:AutoencoderModel",
-    "torch": "gravityml.models._torch:TorchModel",
 }
 
 

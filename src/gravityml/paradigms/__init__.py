@@ -16,8 +16,8 @@ from gravityml.spec import MODEL_TYPES
 #: (task, backend) -> "module:function" taking a TrainContext and returning a TrainResult.
 TRAINERS: dict[tuple[str, str], str] = {
     ("supervised", "sklearn"): "gravityml.paradigms.supervised:train",
-    ("reinforcement", "sb3"): "gravityml.paradigms.reinforcement:train",
     ("supervised", "torch"): "gravityml.paradigms.deep:train",
+    ("reinforcement", "sb3"): "gravityml.paradigms.reinforcement:train",
     ("unsupervised", "sklearn"): "gravityml.paradigms.unsupervised:train",
     ("unsupervised", "torch"): "gravityml.paradigms.unsupervised:train_autoencoder",
     ("semi_supervised", "sklearn"): "gravityml.paradigms.semi_supervised:train",

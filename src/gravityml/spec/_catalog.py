@@ -43,6 +43,10 @@ MODEL_TYPES: dict[str, ModelType] = dict(
         ),
         _row("svm", "supervised semi_supervised", "sklearn", "support vector machine (RBF)"),
         _row("knn", "supervised semi_supervised", "sklearn", "k nearest neighbours"),
+        # Supervised, PyTorch backed (paradigms/deep): tabular, images, text.
+        _row("mlp", "supervised", "torch", "multi-layer perceptron for tables"),
+        _row("cnn", "supervised", "torch", "small residual convolutional net for images"),
+        _row("text", "supervised", "torch", "embedding-bag text classifier (own vocabulary)"),
         # Unsupervised (paradigms/unsupervised): clustering, anomaly detection, reduction.
         _row("kmeans", "unsupervised", "sklearn", "k-means (mini-batch on large data); n_clusters: auto"),
         _row("gaussian_mixture", "unsupervised", "sklearn", "Gaussian mixture, soft memberships"),
@@ -65,10 +69,6 @@ MODEL_TYPES: dict[str, ModelType] = dict(
         _row("dqn", "reinforcement", "sb3", "deep Q-network (discrete actions)"),
         _row("sac", "reinforcement", "sb3", "soft actor-critic (continuous actions)"),
         _row("td3", "reinforcement", "sb3", "twin delayed DDPG (continuous actions)"),
-        # Supervised, PyTorch backed (paradigms/deep): tabular, images, text.
-        _row("mlp", "supervised", "torch", "multi-layer perceptron for tables"),
-        _row("cnn", "supervised", "torch", "small residual convolutional net for images"),
-        _row("text", "supervised", "torch", "embedding-bag text classifier (own vocabulary)"),
     ]
 )
 
