@@ -50,3 +50,36 @@ def test_dqn_resumes_after_a_crash_with_its_replay_buffer(cli, workspace, tmp_pa
     assert run.data.metrics["train/timesteps"] == 1600
     steps = [m.step for m in workspace.client.get_metric_history(run.info.run_id, "eval/mean_reward")]
     assert steps == [500, 1000, 1500]  # the evaluation at 1000 is not repeated after the resume
+
+
+def test_ppo_with_a_linear_schedule_resumes_where_it_stopped(tmp_path: Path) -> None:
+    from gravityml.paradigms import TrainContext, train
+    from gravityml.spec import load_spec
+
+    spec = load_spec(
+        {
+            "name": "ppo-resume",
+            "task": "reinforcement",
+            "env": {"id": "CartPole-v1", "n_envs": 2},
+            "model": {"type": "ppo", "params": {"n_steps": 64, "batch_size": 64, "learning_rate": "lin_0.001"}},
+            "train": {"timesteps": 2048, "eval_freq": 512, "eval_episodes": 1},
+            "compute": {"accelerator": "cpu"},
+        }
+    )
+    checkpoints = tmp_path / "checkpoints"
+    polls: list[int] = []
+
+    def stop_once() -> str | None:
+        polls.append(1)
+        return "preempted" if len(polls) == 1 else None
+
+    first = train(TrainContext(spec=spec, workdir=tmp_path / "a", checkpoint_dir=checkpoints, should_stop=stop_once))
+    assert first.tags["stop_reason"] == "stopped: preempted"
+    stopped_at = int(first.metrics["train/timesteps"])
+    assert 0 < stopped_at < 2048
+
+    second = train(TrainContext(spec=spec, workdir=tmp_path / "b", checkpoint_dir=checkpoints, resume=True))
+    assert second.tags["resumed_from_timesteps"] == str(stopped_at)
+    assert second.metrics["train/timesteps"] >= 2048
+    # The episodes of the first part are kept: the second run's record starts with them.
+    assert second.metrics["train/episodes"] > first.metrics["train/episodes"]

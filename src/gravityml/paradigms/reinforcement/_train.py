@@ -83,6 +83,7 @@ def _train(ctx: TrainContext) -> TrainResult:
     eval_env = vec_env(env, 1, seed + 10_000)
     folder = Path(ctx.checkpoint_dir or ctx.workdir / "checkpoints")
     folder.mkdir(parents=True, exist_ok=True)
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
     saved = read_progress(folder) if ctx.resume else None
     model = _build(kind, kwargs, train_env, folder, saved, seed=seed, device=device.torch_device)
     progress = saved or Progress()
