@@ -77,3 +77,13 @@ def test_same_seed_same_metrics(tmp_path: Path) -> None:
     a = run(tmp_path, model={"type": "random_forest", "params": {"n_estimators": 20}})
     b = run(tmp_path, model={"type": "random_forest", "params": {"n_estimators": 20}})
     assert a.metrics == b.metrics
+
+
+def test_integer_class_labels_from_a_csv(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 2))
+    path = tmp_path / "ints.csv"
+    pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": (x[:, 0] > 0).astype(int)}).to_csv(path, index=False)
+    result = run(tmp_path, data={"source": str(path), "target": "y"}, model={"type": "logistic_regression"})
+    assert result.metrics["test/accuracy"] > 0.9 and result.metrics["test/roc_auc"] > 0.9
+    assert set(result.model.predict(pd.DataFrame({"a": [2.0, -2.0], "b": [0.0, 0.0]}))["prediction"]) == {0, 1}

@@ -11,8 +11,11 @@ from sklearn import metrics as skm
 
 def classification_metrics(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any]) -> dict[str, float]:
     """accuracy, balanced accuracy, F1 (binary: of the second class; else macro), ROC AUC, log loss."""
-    y = np.asarray(y_true, dtype=object)
-    labels = np.asarray(classes, dtype=object)
+    # Keep the labels' own dtype: scikit-learn cannot tell the target type of an object array of ints.
+    y = np.asarray(y_true)
+    labels = np.asarray(classes)
+    if y.dtype.kind != labels.dtype.kind:
+        y, labels = y.astype(str), labels.astype(str)
     pred = labels[np.argmax(proba, axis=1)]
     out = {
         "accuracy": float(skm.accuracy_score(y, pred)),
