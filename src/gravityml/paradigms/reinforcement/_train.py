@@ -26,6 +26,7 @@ from gravityml.paradigms.reinforcement._algos import (
 )
 from gravityml.paradigms.reinforcement._envs import check_user_env, env_description, spaces_of, vec_env
 from gravityml.paradigms.reinforcement._feedback import (
+    BEST,
     BUFFER,
     MODEL,
     BackgroundSink,
@@ -140,12 +141,11 @@ def _train(ctx: TrainContext) -> TrainResult:
     # The registered policy is the best one evaluated (RL Zoo does the same); its own evaluation on
     # a fresh seed is the run's test score, so the number shown is the one a rollout will see.
     source = "final"
-    if callback.best_state is not None:
-        model.policy.load_state_dict(callback.best_state)
-        source = f"best evaluation ({progress.best_mean_reward:.4g} at {progress.best_timestep} steps)"
-    elif saved is not None and (folder / "best_policy.pt").exists():
-        best = type(model.policy).load(str(folder / "best_policy.pt"), device=device.torch_device)
-        model.policy.load_state_dict(best.state_dict())
+    best_state = callback.best_state
+    if best_state is None and saved is not None and (folder / BEST).exists():  # best was before the crash
+        best_state = type(model.policy).load(str(folder / BEST), device=device.torch_device).state_dict()
+    if best_state is not None:
+        model.policy.load_state_dict(best_state)
         source = f"best evaluation ({progress.best_mean_reward:.4g} at {progress.best_timestep} steps)"
     test_env = vec_env(env, 1, seed + 20_000)
     from stable_baselines3.common.evaluation import evaluate_policy
