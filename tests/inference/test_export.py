@@ -100,6 +100,8 @@ def test_cli_export_prints_parity_and_rejects_unknown_format(trained: Path, tmp_
         assert code == 2 and "unknown export format" in err
         code, _, err = cli("export", "nosuch", "-o", str(tmp_path / "g"))
         assert code == 2 and "no such model" in err
+        code, _, err = cli("serve", "nosuch", "--port", "1")  # refs are resolved before binding
+        assert code == 2 and "no such model" in err
 
 
 @pytest.mark.slow
