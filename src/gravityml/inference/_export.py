@@ -7,6 +7,7 @@ held-out rows, and moved into place only when parity holds: a failed export leav
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -129,7 +130,14 @@ def _quantize_int8(source: Path, target: Path) -> None:
 
     # Dynamic quantization stores weights as int8 and quantizes activations per batch at run time:
     # no calibration data is needed (https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html).
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # It logs advice on the root logger ("consider pre-processing") that a user cannot act on.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def export_model(
