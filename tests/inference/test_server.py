@@ -35,7 +35,7 @@ def test_tritonclient_reads_predictions_and_confidences(server: Server) -> None:
     import tritonclient.http as triton
 
     client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
-    headers = AUTH
+    headers = dict(AUTH)
     assert client.is_server_live(headers=headers)
     assert client.is_model_ready("iris", headers=headers)
     meta = client.get_model_metadata("iris", headers=headers)
@@ -57,6 +57,19 @@ def test_tritonclient_reads_predictions_and_confidences(server: Server) -> None:
     # Rows 0-1 are setosa, 2-3 versicolor, 4-5 virginica in iris order: the model gets them right.
     decoded = [v.decode() if isinstance(v, bytes) else str(v) for v in labels]
     assert decoded == ["setosa", "setosa", "versicolor", "versicolor", "virginica", "virginica"]
+    client.close()
+
+
+def test_tritonclient_defaults_use_the_binary_extension(server: Server) -> None:
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=f"127.0.0.1:{server.port}")
+    tensor = triton.InferInput("input", [3, 4], "FP32")
+    tensor.set_data_from_numpy(iris_rows(3).astype(np.float32))  # binary_data=True by default
+    # tritonclient writes its binary header into the dict it is given: pass a copy.
+    result = client.infer("iris", [tensor], headers=dict(AUTH))  # no outputs named: all come back binary
+    assert [v.decode() for v in result.as_numpy("prediction")] == ["setosa", "versicolor", "virginica"]
+    assert result.as_numpy("confidence").dtype == np.float64 and (result.as_numpy("confidence") > 0.5).all()
     client.close()
 
 

@@ -70,7 +70,7 @@ def test_nested_data_and_matrix_input() -> None:
         (lambda t: t.pop(), "lacks input 'note'"),
         (lambda t: t.append(tensor("age", [1, 2])), "given twice"),
         (lambda t: t.append(tensor("shoe", [1, 2])), "unknown input tensor 'shoe'"),
-        (lambda t: t[0].update(parameters={"binary_data_size": 16}), "binary tensor extension"),
+        (lambda t: t[0].update(parameters={"binary_data_size": 16}), "does not fit the binary part"),
     ],
 )
 def test_each_bad_tensor_is_named(change, message: str) -> None:
@@ -78,6 +78,23 @@ def test_each_bad_tensor_is_named(change, message: str) -> None:
     change(tensors)
     with pytest.raises(InferenceError, match=message.replace("[", r"\[").replace("]", r"\]")):
         decode_request({"inputs": tensors}, SCHEMA)
+
+
+def test_binary_extension_round_trip() -> None:
+    from gravityml.inference._tensors import binary_outputs, binary_values
+
+    strings = b"".join(len(w).to_bytes(4, "little") + w for w in (b"oslo", b""))
+    tensors = good()
+    tensors[0] = {"name": "age", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}
+    tensors[3] = {"name": "city", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(strings)}}
+    binary = np.array([30.5, 40.0], dtype="<f4").tobytes() + strings
+    decoded = decode_request({"inputs": tensors}, SCHEMA, binary=binary)
+    assert decoded.columns["age"].tolist() == [30.5, 40.0] and decoded.columns["city"].tolist() == ["oslo", ""]
+    with pytest.raises(InferenceError, match="not a whole number of FP64"):
+        binary_values(b"123", "FP64", "age")
+    out, blob = binary_outputs(output_tensors(pd.DataFrame({"prediction": ["a"], "confidence": [0.75]}), None), {"confidence"})
+    assert out[1]["parameters"]["binary_data_size"] == 8 and "data" not in out[1] and out[0]["data"] == ["a"]
+    assert np.frombuffer(blob, dtype="<f8").tolist() == [0.75]
 
 
 def test_request_level_errors() -> None:

@@ -26,9 +26,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
 from gravityml.inference._observability import Gate, Metrics
 from gravityml.inference._repository import Loaded, Repository
-from gravityml.inference._tensors import PROBABILITIES, decode_request, output_tensors, select_outputs
+from gravityml.inference._tensors import (
+    PROBABILITIES,
+    binary_outputs,
+    binary_wanted,
+    decode_request,
+    output_tensors,
+    select_outputs,
+)
 
 log = logging.getLogger("gravityml.serve")
+#: The binary tensor extension's header: the length of the JSON part of the body.
+BINARY_HEADER = "inference-header-content-length"
 
 
 def _package_version() -> str:
@@ -251,8 +260,15 @@ def create_app(
             served = _served(request, name, version)
             request.state.model = name
             request.state.version = served.loaded.version
-            body = _parse(await _read_body(request, config.max_body_bytes))
-            decoded = decode_request(body, served.model.schema, max_rows=config.max_rows)
+            raw = await _read_body(request, config.max_body_bytes)
+            header = request.headers.get(BINARY_HEADER)
+            binary = b""
+            if header is not None:
+                if not header.isdigit() or int(header) > len(raw):
+                    raise _ClientError(400, f"{BINARY_HEADER} must be the byte length of the JSON part of the body")
+                raw, binary = raw[: int(header)], raw[int(header) :]
+            body = _parse(raw)
+            decoded = decode_request(body, served.model.schema, max_rows=config.max_rows, binary=binary)
             request.state.rows = decoded.rows
             if decoded.request_id:
                 request.state.request_id = decoded.request_id
@@ -269,10 +285,15 @@ def create_app(
                 raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
                                         "or send fewer rows") from None
             tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
+            tensors, blob = binary_outputs(tensors, binary_wanted(body))
             payload: dict[str, Any] = {"model_name": name, "model_version": served.loaded.version, "outputs": tensors}
             if decoded.request_id:
                 payload["id"] = decoded.request_id
-            return _json(payload)
+            if not blob:
+                return _json(payload)
+            head = json.dumps(payload, separators=(",", ":")).encode()
+            return Response(head + blob, media_type="application/octet-stream",
+                            headers={BINARY_HEADER: str(len(head))})
         return await _guarded(request, run)
 
     @per_version("POST", "/infer", tags=["inference"], openapi_extra={"requestBody": _INFER_BODY})

@@ -161,8 +161,13 @@ def _shape(tensor: dict[str, Any], name: str) -> list[int]:
     return shape
 
 
-def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000) -> Decoded:
-    """An OIP inference request for a model with ``schema`` as columns in the schema's order."""
+def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000, binary: bytes = b"") -> Decoded:
+    """An OIP inference request for a model with ``schema`` as columns in the schema's order.
+
+    ``binary`` is what follows the JSON header under the binary tensor extension: the values of
+    inputs whose ``parameters.binary_data_size`` is set, in input order.
+    """
+    offset = 0
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", got=type(body).__name__,
                    fix='send {"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}')
@@ -186,9 +191,14 @@ def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000) -> Dec
         shape = _shape(tensor, name)
         params = tensor.get("parameters")
         if isinstance(params, dict) and "binary_data_size" in params:
-            raise _bad(f"input {name!r}: the binary tensor extension is not supported", got="binary_data_size",
-                       fix="send the values as JSON in 'data' (tritonclient: binary_data=False)")
-        values = _flatten(tensor.get("data"), name)
+            size = params["binary_data_size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+                raise _bad(f"input {name!r}: binary_data_size does not fit the binary part of the body",
+                           got=repr(size)[:40], fix="send Inference-Header-Content-Length and sizes that add up")
+            values = binary_values(binary[offset : offset + size], datatype, name)
+            offset += size
+        else:
+            values = _flatten(tensor.get("data"), name)
         if math.prod(shape) != len(values):
             raise _bad(f"input {name!r}: shape {shape} holds {math.prod(shape)} values but 'data' has {len(values)}",
                        got=len(values), fix="make 'shape' match the number of values")
@@ -239,6 +249,68 @@ def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000) -> Dec
         request_id=request_id if isinstance(request_id, str) else None,
         parameters=parameters if isinstance(parameters, dict) else {},
     )
+
+
+_BINARY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
+           "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+
+
+def binary_values(raw: bytes, datatype: str, name: str) -> list[Any]:
+    """Values of one tensor under the binary extension: little-endian, BYTES as 4-byte length + bytes.
+
+    https://github.com/triton-inference-server/server/blob/main/docs/protocol/extension_binary_data.md
+    """
+    if datatype != "BYTES":
+        width = np.dtype(_BINARY[datatype]).itemsize
+        if len(raw) % width:
+            raise _bad(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values", got=len(raw),
+                       fix="send binary_data_size = number of values x size of the datatype")
+        return np.frombuffer(raw, dtype=_BINARY[datatype]).tolist()
+    values, at = [], 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            raise _bad(f"input {name!r}: a BYTES element is cut short", got=len(raw), fix="prefix each element with its 4-byte length")
+        length = int.from_bytes(raw[at : at + 4], "little")
+        element = raw[at + 4 : at + 4 + length]
+        if len(element) != length:
+            raise _bad(f"input {name!r}: a BYTES element is cut short", got=len(raw), fix="prefix each element with its 4-byte length")
+        try:
+            values.append(element.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _bad(f"input {name!r}: a BYTES element is not UTF-8 text", fix="send UTF-8 strings") from None
+        at += 4 + length
+    return values
+
+
+def binary_outputs(tensors: list[dict[str, Any]], wanted: set[str] | bool) -> tuple[list[dict[str, Any]], bytes]:
+    """Move the ``data`` of the outputs in ``wanted`` (or all, for True) into one binary blob."""
+    blobs: list[bytes] = []
+    out = []
+    for tensor in tensors:
+        if wanted is True or (wanted and tensor["name"] in wanted):
+            data = tensor["data"]
+            if tensor["datatype"] == "BYTES":
+                raw = b"".join(len(e).to_bytes(4, "little") + e for e in (str(v).encode() for v in data))
+            else:
+                values = [math.nan if v is None else v for v in data]
+                raw = np.asarray(values, dtype=_BINARY[tensor["datatype"]]).tobytes()
+            blobs.append(raw)
+            tensor = {k: v for k, v in tensor.items() if k != "data"}
+            tensor["parameters"] = {**tensor.get("parameters", {}), "binary_data_size": len(raw)}
+        out.append(tensor)
+    return out, b"".join(blobs)
+
+
+def binary_wanted(body: dict[str, Any]) -> set[str] | bool:
+    """Which outputs the client asked to get as binary (True: all of them)."""
+    params = body.get("parameters")
+    if isinstance(params, dict) and params.get("binary_data_output") is True:
+        return True
+    outputs = body.get("outputs")
+    if not isinstance(outputs, list):
+        return False
+    return {o["name"] for o in outputs if isinstance(o, dict) and isinstance(o.get("parameters"), dict)
+            and o["parameters"].get("binary_data") is True and isinstance(o.get("name"), str)}
 
 
 def _number_from_text(value: Any, tensor: str, col: Column) -> Any:
