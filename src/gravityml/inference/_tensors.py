@@ -112,9 +112,6 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str) -
             raise _bad(f"input {tensor!r}: column {col.name!r} takes true/false (or 0/1)",
                        got=repr(bad)[:80], fix="send JSON booleans")
         return np.asarray([bool(v) for v in values], dtype=object)
-    if datatype == "BOOL":
-        raise _bad(f"input {tensor!r}: BOOL does not fit numeric column {col.name!r}", got=datatype,
-                   allowed=list(ACCEPTS[col.kind]), fix="send numbers as FP64")
     if datatype in INT_TYPES:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise _bad(f"input {tensor!r}: {datatype} values must be integers",
