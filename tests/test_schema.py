@@ -43,3 +43,14 @@ def test_bad_rows_name_column_and_row(rows: pd.DataFrame, pattern: str) -> None:
 def test_empty_input_is_refused() -> None:
     with pytest.raises(DataError, match="input has no rows"):
         SCHEMA.validate(TRAIN.iloc[:0])
+
+
+def test_validating_twice_gives_the_same_frame() -> None:
+    rows = pd.DataFrame({"n": ["1.5", None], "c": ["red", None], "b": ["true", "0"]})
+    once = SCHEMA.validate(rows)
+    pd.testing.assert_frame_equal(SCHEMA.validate(once), once)
+
+
+def test_numeric_booleans_outside_zero_one_are_refused() -> None:
+    with pytest.raises(SchemaError, match=r"column 'b', row 1: 2 is not true or false"):
+        SCHEMA.validate(pd.DataFrame({"n": [1.0], "c": ["red"], "b": [2]}))

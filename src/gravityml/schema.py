@@ -174,11 +174,13 @@ def _kind_of(series: pd.Series, *, is_text: bool) -> ColumnKind:
 
 def _first_bad(series: pd.Series, bad: pd.Series) -> tuple[int, Any]:
     position = int(np.flatnonzero(bad.to_numpy())[0])
-    return position + 1, series.iloc[position]
+    return position + 1, _plain(series.iloc[position])
 
 
 def _coerce(series: pd.Series, col: Column) -> pd.Series:
     if col.kind == "numeric":
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            return series.astype("float64")  # the common case: nothing to parse or report
         numbers = pd.to_numeric(series, errors="coerce")
         bad = numbers.isna() & series.notna() & (series.astype(str).str.strip() != "")
         if bad.any():
@@ -192,6 +194,10 @@ def _coerce(series: pd.Series, col: Column) -> pd.Series:
             )
         return numbers.astype("float64")
     if col.kind == "boolean":
+        if pd.api.types.is_bool_dtype(series):
+            return series.astype("float64")
+        if pd.api.types.is_numeric_dtype(series) and series.dropna().isin([0, 1]).all():
+            return series.astype("float64")  # 0/1, as validated rows already hold them
         text = series.astype(str).str.strip().str.lower()
         values = text.map(lambda v: True if v in _TRUE else False if v in _FALSE else None)
         bad = values.isna() & series.notna()
