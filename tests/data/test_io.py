@@ -84,7 +84,7 @@ def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path, monkeypa
 
 
 def test_s3_source_reads_from_a_real_s3_compatible_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3 = pytest.importorskip("boto3")
+    import boto3
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
