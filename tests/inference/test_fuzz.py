@@ -19,7 +19,7 @@ from tests.inference.conftest import Server
 
 AUTH = {"Authorization": "Bearer s3cret"}
 #: Cases per operation and generation mode: inference gets most of them.
-EXAMPLES = {"/v2/models/{name}/infer": 450, "/v2/models/{name}/versions/{version}/infer": 150}
+EXAMPLES = {"/v2/models/{name}/infer": 900, "/v2/models/{name}/versions/{version}/infer": 300}
 
 
 def test_no_generated_request_gets_a_5xx(server: Server) -> None:
@@ -50,5 +50,5 @@ def test_no_generated_request_gets_a_5xx(server: Server) -> None:
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # an operation without inputs has nothing to break
     print(f"fuzz: {sum(statuses.values())} requests, status codes {dict(sorted(statuses.items()))}")
-    assert sum(statuses.values()) >= 1000
+    assert sum(statuses.values()) >= 2000
     assert statuses[400] > 100 and statuses[200] > 0  # both kinds of answers were reached
