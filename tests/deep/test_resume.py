@@ -8,9 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import pytest
 import torch
 import yaml
 

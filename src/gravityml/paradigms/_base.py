@@ -9,7 +9,9 @@ from typing import Any
 
 from gravityml._typing import MetricSink, NullSink
 from gravityml.data import Dataset
+from gravityml.errors import TrainingError
 from gravityml.models import GravityModel
+from gravityml.schema import Schema
 from gravityml.spec import JobSpec
 
 
@@ -50,3 +52,14 @@ class TrainResult:
     artifacts: list[Path] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def require_two_classes(dataset: Dataset, schema: Schema) -> None:
+    """A classification target with a single class cannot be learnt: say so before fitting."""
+    if dataset.problem == "classification" and len(schema.classes or ()) < 2:
+        raise TrainingError(
+            f"data.target: column {dataset.target!r} has a single class",
+            allowed="at least 2 classes",
+            got=list(schema.classes or ()),
+            fix="give rows of at least two classes, or set data.problem: regression",
+        )

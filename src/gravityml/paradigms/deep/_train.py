@@ -14,7 +14,7 @@ from gravityml.errors import TrainingError
 from gravityml.models._nets import DEFAULTS, build_network
 from gravityml.models._torch import TorchEncoder, TorchModel, image_layout
 from gravityml.paradigms import _plots
-from gravityml.paradigms._base import TrainContext, TrainResult
+from gravityml.paradigms._base import TrainContext, TrainResult, require_two_classes
 from gravityml.paradigms._metrics import classification_metrics, conformal_half_width, prefixed, regression_metrics
 from gravityml.paradigms.deep._loop import FitResult, class_weights, fit_torch, seed_everything
 from gravityml.schema import Schema
@@ -100,13 +100,7 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
     params = resolve_params(arch, dict(spec.model.params))
     schema = dataset.schema()
     _check_inputs(arch, schema, spec)
-    if dataset.problem == "classification" and len(schema.classes or ()) < 2:
-        raise TrainingError(
-            f"data.target: column {dataset.target!r} has a single class",
-            allowed="at least 2 classes",
-            got=list(schema.classes or ()),
-            fix="give rows of at least two classes, or set data.problem: regression",
-        )
+    require_two_classes(dataset, schema)
     split = dataset.split()
     train, validation = split.train, split.validation
     if max_rows is not None and len(train) > max_rows:

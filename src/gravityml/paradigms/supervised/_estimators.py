@@ -67,16 +67,26 @@ def build_estimator(model_type: str, problem: ProblemKind, params: dict[str, Any
             got=model_type,
             fix=f"choose a {problem} model type, or set data.problem: {other} if the target is really {other}",
         )
-    estimator = table[model_type]()
+    return configure_estimator(table[model_type](), params, seed)
+
+
+def configure_estimator(estimator: Any, params: dict[str, Any], seed: int, *, own: tuple[str, ...] = ()) -> Any:
+    """Set ``params`` on ``estimator`` after checking their names; seed it unless params do.
+
+    ``own`` names keys gravityml itself reads (already removed from ``params``): they are listed
+    as allowed in the error so a misspelt one is suggested too.
+    """
     valid = sorted(estimator.get_params(deep=False))
     unknown = [name for name in params if name not in valid]
     if unknown:
+        allowed = valid + sorted(own)
         raise TrainingError(
             f"model.params: {unknown[0]!r} is not a parameter of {type(estimator).__name__}"
-            f"{did_you_mean(unknown[0], valid)}",
-            allowed=valid,
+            f"{did_you_mean(unknown[0], allowed)}",
+            allowed=allowed,
             got=unknown[0],
-            fix="use the scikit-learn parameter names of the estimator",
+            fix="use the scikit-learn parameter names of the estimator"
+            + (", or one of gravityml's own keys" if own else ""),
         )
     if "random_state" in valid and "random_state" not in params:
         estimator.set_params(random_state=seed)

@@ -11,7 +11,7 @@ import pandas as pd
 from gravityml.errors import TrainingError
 from gravityml.models import SklearnModel
 from gravityml.paradigms import _plots
-from gravityml.paradigms._base import TrainContext, TrainResult
+from gravityml.paradigms._base import TrainContext, TrainResult, require_two_classes
 from gravityml.paradigms._metrics import (
     classification_metrics,
     conformal_half_width,
@@ -64,13 +64,7 @@ def train(ctx: TrainContext) -> TrainResult:
     dataset = ctx.dataset
     assert dataset is not None and dataset.target is not None
     schema = dataset.schema()
-    if dataset.problem == "classification" and len(schema.classes or ()) < 2:
-        raise TrainingError(
-            f"data.target: column {dataset.target!r} has a single class",
-            allowed="at least 2 classes",
-            got=list(schema.classes or ()),
-            fix="give rows of at least two classes, or set data.problem: regression",
-        )
+    require_two_classes(dataset, schema)
     split = dataset.split()
     X_train = schema.validate(split.train[dataset.features])
     X_test = schema.validate(split.test[dataset.features])

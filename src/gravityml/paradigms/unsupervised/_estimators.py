@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from gravityml.errors import TrainingError
 from gravityml.schema import Schema
-from gravityml.spec import did_you_mean
 
 Role = Literal["clusterer", "anomaly_detector", "reducer"]
 
@@ -122,21 +121,9 @@ def role_of(model_type: str) -> Role:
 
 def build_estimator(model_type: str, params: dict[str, Any], own: dict[str, Any], seed: int) -> Any:
     """An unfitted estimator with ``params`` checked against its own parameter names."""
-    estimator = _recipes()[model_type].factory(own)
-    valid = sorted(estimator.get_params(deep=False))
-    unknown = [name for name in params if name not in valid]
-    if unknown:
-        raise TrainingError(
-            f"model.params: {unknown[0]!r} is not a parameter of {type(estimator).__name__}"
-            f"{did_you_mean(unknown[0], valid + sorted(OWN_PARAMS))}",
-            allowed=valid + sorted(OWN_PARAMS),
-            got=unknown[0],
-            fix="use the scikit-learn parameter names of the estimator, or one of gravityml's own keys",
-        )
-    if "random_state" in valid and "random_state" not in params:
-        estimator.set_params(random_state=seed)
-    estimator.set_params(**params)
-    return estimator
+    from gravityml.paradigms.supervised import configure_estimator
+
+    return configure_estimator(_recipes()[model_type].factory(own), params, seed, own=tuple(OWN_PARAMS))
 
 
 def build_preprocessor(schema: Schema, *, scale: str) -> Any:
