@@ -34,6 +34,8 @@ PARITY = "parity.json"
 MIN_AGREEMENT = 0.995
 MAX_DIFF = 0.2
 MAX_HELD_OUT_ROWS = 5000
+#: Model metadata an export carries: what its runtime needs (threshold: the saved anomaly cut-off).
+KEPT_META = ("interval_half_width", "interval_coverage", "task", "model_type", "threshold", "threshold_rule", "sigma2")
 
 
 @dataclass(frozen=True)
@@ -89,29 +91,43 @@ def _per_row_ms(model: GravityModel, frame: pd.DataFrame) -> dict[str, float]:
 def parity_report(native: GravityModel, exported: OnnxModel, frame: pd.DataFrame) -> dict[str, Any]:
     """How closely ``exported`` follows ``native`` on ``frame``: differences and agreement."""
     report: dict[str, Any] = {"rows": len(frame), "kind": native.kind}
-    if native.kind == "classifier":
+    if native.kind in ("classifier", "clusterer"):
         a = native.predict_proba(frame).to_numpy(dtype=np.float64)
         b = exported.predict_proba(frame).to_numpy(dtype=np.float64)
         report["max_abs_diff"] = float(np.max(np.abs(a - b)))
         report["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
         report["label_agreement"] = float(np.mean(np.argmax(a, axis=1) == np.argmax(b, axis=1)))
+    elif native.kind == "reducer":
+        a_frame, b_frame = native.predict(frame), exported.predict(frame)
+        columns = [c for c in a_frame.columns if c.startswith("component_")]
+        a, b = a_frame[columns].to_numpy(dtype=np.float64), b_frame[columns].to_numpy(dtype=np.float64)
+        report["max_abs_diff"] = float(np.max(np.abs(a - b)))
+        report["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
+        report["confidence_max_abs_diff"] = float(np.max(np.abs(a_frame["confidence"] - b_frame["confidence"])))
     else:
-        a = native.predict(frame)["prediction"].to_numpy(dtype=np.float64)
-        b = exported.predict(frame)["prediction"].to_numpy(dtype=np.float64)
+        column = "score" if native.kind == "anomaly_detector" else "prediction"
+        a_frame, b_frame = native.predict(frame), exported.predict(frame)
+        a, b = a_frame[column].to_numpy(dtype=np.float64), b_frame[column].to_numpy(dtype=np.float64)
         spread = float(np.std(a)) or 1.0
         report["max_abs_diff"] = float(np.max(np.abs(a - b)))
         report["mean_abs_diff"] = float(np.mean(np.abs(a - b)))
         report["max_diff_relative_to_std"] = report["max_abs_diff"] / spread
+        if native.kind == "anomaly_detector":
+            # Both sides flag against the threshold saved at training.
+            report["threshold"] = float(native.meta["threshold"])
+            report["flag_agreement"] = float(np.mean(a_frame["is_anomaly"].to_numpy() == b_frame["is_anomaly"].to_numpy()))
     return report
 
 
 def _check(report: dict[str, Any], min_agreement: float, max_diff: float) -> None:
-    if "label_agreement" in report and report["label_agreement"] < min_agreement:
+    for key, what in (("label_agreement", "labels"), ("flag_agreement", "anomaly flags")):
+        if key not in report or report[key] >= min_agreement:
+            continue
         raise ExportError(
-            f"the ONNX model agrees with the original on {report['label_agreement']:.2%} of "
-            f"{report['rows']} held-out labels",
+            f"the ONNX model agrees with the original on {report[key]:.2%} of "
+            f"{report['rows']} held-out {what}",
             allowed=f">= {min_agreement:.2%}",
-            got=f"{report['label_agreement']:.4f}",
+            got=f"{report[key]:.4f}",
             fix="export without --quantize, or lower --min-agreement if the loss is acceptable",
         )
     diff = report.get("max_diff_relative_to_std", report["max_abs_diff"])
@@ -126,6 +142,7 @@ def _check(report: dict[str, Any], min_agreement: float, max_diff: float) -> Non
 
 
 def _quantize_int8(source: Path, target: Path) -> None:
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # Dynamic quantization stores weights as int8 and quantizes activations per batch at run time:
@@ -135,7 +152,11 @@ def _quantize_int8(source: Path, target: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        # Tensors behind ai.onnx.ml operators (the preprocessing of scikit-learn graphs) get no type
+        # from shape inference; they are float32, and without this hint the quantizer stops.
+        quantize_dynamic(
+            str(source), str(target), weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": TensorProto.FLOAT}
+        )
     finally:
         root.setLevel(level)
 
@@ -181,7 +202,8 @@ def export_model(
         try:
             graph = model.export_onnx(fp32, frame.head(64))
         except GravityMLError as exc:
-            raise ExportError(exc.what, got=exc.got, fix=exc.fix) from None
+            extra = {"allowed": exc.allowed} if exc.allowed is not None else {}
+            raise ExportError(exc.what, got=exc.got, fix=exc.fix, **extra) from None
         if quantize:
             _quantize_int8(fp32, staging / ONNX_FILE)
         metadata = {
@@ -197,9 +219,10 @@ def export_model(
             "file": ONNX_FILE,
             "quantized": quantize,
             **graph,
-            "label_map": {str(i): c for i, c in enumerate(model.classes or [])},
+            # Clusterers give their own map (column -> cluster id); classes are the classifier's.
+            "label_map": graph.get("label_map") or {str(i): c for i, c in enumerate(model.classes or [])},
             "schema": model.schema.to_dict(),
-            "meta": {k: v for k, v in model.meta.items() if k in ("interval_half_width", "interval_coverage", "task", "model_type")},
+            "meta": {k: v for k, v in model.meta.items() if k in KEPT_META},
         }
         (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
         exported = OnnxModel(staging, encode=getattr(model, "encode", None))

@@ -10,10 +10,11 @@ program on a phone that has only onnxruntime):
     ``STRING``) of shape ``[n, len(columns)]``; a missing value is written as ``missing``. The graph
     holds the preprocessing, so inputs are raw column values.
 ``outputs``
-    graph output names by role: ``probabilities`` (classifiers, ``[n, n_classes]``) and optionally
-    ``label``; ``prediction`` for regressors.
+    graph output names by role: ``probabilities`` (classifiers and clusterers, ``[n, n_classes]``)
+    and optionally ``label``; ``prediction`` for regressors; ``score`` and ``is_anomaly`` (``[n, 1]``)
+    for anomaly detectors; ``components`` (``[n, k]``) and ``confidence`` (``[n, 1]``) for reducers.
 ``label_map``
-    column index of ``probabilities`` -> class label.
+    column index of ``probabilities`` -> class label (cluster id for clusterers).
 
 A flavor whose graph takes an encoded matrix (the torch flavor: one input, one-hot and token ids
 made outside the graph) gives inputs without ``columns`` and outputs as a list; such an export runs
@@ -131,11 +132,31 @@ class OnnxModel(GravityModel):
         out = self.run(frame)
         if self.kind == "classifier":
             return confidence_frame(np.asarray(out["probabilities"], dtype=np.float64), self._labels, frame.index)
+        if self.kind == "clusterer":
+            proba = np.asarray(out["probabilities"], dtype=np.float64)
+            best = np.argmax(proba, axis=1)
+            return pd.DataFrame(
+                {"prediction": np.asarray(self._labels)[best], "confidence": proba[np.arange(len(best)), best]},
+                index=frame.index,
+            )
+        if self.kind == "anomaly_detector":
+            score = np.asarray(out["score"], dtype=np.float64).reshape(len(frame))
+            flagged = np.asarray(out["is_anomaly"], dtype=bool).reshape(len(frame))
+            return pd.DataFrame(
+                {"prediction": np.where(flagged, "anomaly", "normal"), "score": score, "is_anomaly": flagged},
+                index=frame.index,
+            )
+        if self.kind == "reducer":
+            comps = np.asarray(out["components"], dtype=np.float64)
+            result = pd.DataFrame({f"component_{i + 1}": comps[:, i] for i in range(comps.shape[1])}, index=frame.index)
+            result.insert(0, "prediction", comps[:, 0])
+            result["confidence"] = np.asarray(out["confidence"], dtype=np.float64).reshape(len(frame))
+            return result
         prediction = np.asarray(out["prediction"], dtype=np.float64).reshape(len(frame))
         return interval_frame(prediction, self.meta.get("interval_half_width"), frame.index)
 
     def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.kind != "classifier":
+        if self.kind not in ("classifier", "clusterer"):
             return super()._predict_proba(frame)
         proba = np.asarray(self.run(frame)["probabilities"], dtype=np.float64)
         return pd.DataFrame(proba, columns=[str(c) for c in self._labels], index=frame.index)

@@ -47,11 +47,6 @@ def _is_string_column(kind: str) -> bool:
 
 def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> dict[str, Any]:
     """Convert ``pipeline`` to ONNX at ``path``; return the input/output description."""
-    try:
-        from skl2onnx import convert_sklearn
-        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-    except ImportError as exc:  # pragma: no cover - skl2onnx is a dependency
-        raise ModelError("ONNX export needs skl2onnx", got=str(exc), fix="pip install skl2onnx") from None
     if kind not in ("classifier", "regressor"):
         raise ModelError(
             f"a scikit-learn {kind} cannot be exported to ONNX yet",
@@ -59,27 +54,56 @@ def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> 
             got=kind,
             fix="serve it with its native runtime (gravityml serve REF)",
         )
+    onx, inputs = convert_pipeline(pipeline, schema=schema, options={"zipmap": False} if kind == "classifier" else None)
+    path.write_bytes(onx.SerializeToString())
+    graph_outputs = [o.name for o in onx.graph.output]
+    outputs = (
+        {"label": graph_outputs[0], "probabilities": graph_outputs[1]}
+        if kind == "classifier"
+        else {"prediction": graph_outputs[0]}
+    )
+    return {
+        "inputs": inputs,
+        "outputs": outputs,
+        "preprocessing": {"in_graph": True, "steps": describe(pipeline)},
+        "opset": TARGET_OPSET,
+    }
+
+
+def convert_pipeline(
+    pipeline: Any, *, schema: Schema, options: dict[str, Any] | None = None
+) -> tuple[Any, list[dict[str, Any]]]:
+    """``pipeline`` (a ``preprocess`` step, then optionally an estimator) as an ONNX ModelProto,
+    and the metadata ``inputs`` that say which graph input takes which column.
+
+    ``options`` are skl2onnx options for the last step.
+    """
+    try:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    except ImportError as exc:  # pragma: no cover - skl2onnx is a dependency
+        raise ModelError("ONNX export needs skl2onnx", got=str(exc), fix="pip install skl2onnx") from None
     _patch_tree_converter()
     # The graph sees missing categories as "" (string tensors hold no NaN); the fitted imputer looked
     # for NaN. Only the copy that is converted changes.
     graph_pipeline = copy.deepcopy(pipeline)
-    options: dict[int, dict[str, Any]] = {}
+    all_options: dict[int, dict[str, Any]] = {}
     preprocess = graph_pipeline.named_steps.get("preprocess")
     for name, transformer, _columns in getattr(preprocess, "transformers_", []):
         if name == "categorical":
             transformer.steps[0][1].missing_values = ""
         elif name.startswith("text_"):
             # ONNX's StringNormalizer defaults to the en_US locale, missing on minimal systems.
-            options[id(transformer)] = {"locale": "C", "tokenexp": TOKEN_REGEX}
+            all_options[id(transformer)] = {"locale": "C", "tokenexp": TOKEN_REGEX}
     estimator = graph_pipeline.steps[-1][1]
-    if kind == "classifier":
-        options[id(estimator)] = {"zipmap": False}
+    if options:
+        all_options[id(estimator)] = options
     initial_types = [
         (c.name, StringTensorType([None, 1]) if _is_string_column(c.kind) else FloatTensorType([None, 1]))
         for c in schema.features
     ]
     try:
-        onx = convert_sklearn(graph_pipeline, initial_types=initial_types, target_opset=TARGET_OPSET, options=options)
+        onx = convert_sklearn(graph_pipeline, initial_types=initial_types, target_opset=TARGET_OPSET, options=all_options)
     except Exception as exc:  # skl2onnx raises many types; each means "this estimator does not convert"
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise ModelError(
@@ -87,7 +111,6 @@ def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> 
             got=type(exc).__name__,
             fix="serve it with its native runtime (gravityml serve REF), or train a model type skl2onnx supports",
         ) from None
-    path.write_bytes(onx.SerializeToString())
     graph_inputs = [i.name for i in onx.graph.input]
     inputs = [
         {
@@ -99,21 +122,10 @@ def export_pipeline(pipeline: Any, *, kind: str, schema: Schema, path: Path) -> 
         }
         for graph_name, c in zip(graph_inputs, schema.features)
     ]
-    graph_outputs = [o.name for o in onx.graph.output]
-    outputs = (
-        {"label": graph_outputs[0], "probabilities": graph_outputs[1]}
-        if kind == "classifier"
-        else {"prediction": graph_outputs[0]}
-    )
-    return {
-        "inputs": inputs,
-        "outputs": outputs,
-        "preprocessing": {"in_graph": True, "steps": _describe(pipeline)},
-        "opset": TARGET_OPSET,
-    }
+    return onx, inputs
 
 
-def _describe(pipeline: Any) -> list[dict[str, Any]]:
+def describe(pipeline: Any) -> list[dict[str, Any]]:
     """Each preprocessing part (columns -> transformers) and the estimator, as the graph runs them."""
     parts: list[dict[str, Any]] = []
     preprocess = pipeline.named_steps.get("preprocess")

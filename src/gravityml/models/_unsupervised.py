@@ -145,6 +145,12 @@ class UnsupervisedModel(GravityModel):
         proba, labels = self.cluster_proba(self.embed(frame))
         return pd.DataFrame(proba, columns=[str(c) for c in labels], index=frame.index)
 
+    def export_onnx(self, path: Path, sample: pd.DataFrame) -> dict[str, Any]:
+        """Preprocessing and estimator as one ONNX graph on raw columns (see ``_unsupervised_onnx``)."""
+        from gravityml.models._unsupervised_onnx import export_unsupervised
+
+        return export_unsupervised(self, path)
+
     def _save_payload(self, path: Path) -> None:
         payload = {"preprocess": self.preprocess, "estimator": self.estimator, "assigner": self.assigner}
         joblib.dump(payload, path / PAYLOAD, compress=3)
@@ -219,6 +225,12 @@ class AutoencoderModel(GravityModel):
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         Z = np.asarray(self.preprocess.transform(frame), dtype="float64")
         return anomaly_frame(reconstruction_error(self.net, Z), float(self.meta["threshold"]), frame.index)
+
+    def export_onnx(self, path: Path, sample: pd.DataFrame) -> dict[str, Any]:
+        """Preprocessing, network and reconstruction error as one ONNX graph on raw columns."""
+        from gravityml.models._unsupervised_onnx import export_autoencoder
+
+        return export_autoencoder(self, path)
 
     def _save_payload(self, path: Path) -> None:
         import torch
