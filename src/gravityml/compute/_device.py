@@ -17,7 +17,11 @@ from gravityml.errors import ComputeError
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a model's tensors live: ``kind`` (cpu, cuda, mps), how many devices, their names."""
+    """Where a model's tensors live: ``kind`` (cpu, cuda, mps), how many devices, their names.
+
+    ``count`` > 1 means data-parallel training: one process per GPU, or on ``cpu`` that many
+    processes sharing the cores.
+    """
 
     kind: str
     count: int
@@ -62,6 +66,15 @@ def resolve_device(accelerator: str = "auto", devices: int = 1) -> Placement:
             got=kind,
             fix="use accelerator: auto (or cpu), or run on a machine that has it",
         )
+    if kind == "cpu" and devices > (os.cpu_count() or 1):
+        # devices: N on a CPU runs N data-parallel processes (gloo); more processes than cores
+        # only queue for the same cores.
+        raise ComputeError(
+            f"compute.devices: {devices} CPU processes asked for, {os.cpu_count() or 1} cores found",
+            allowed=f"1..{os.cpu_count() or 1}",
+            got=devices,
+            fix=f"set compute.devices to at most {os.cpu_count() or 1} with accelerator: cpu",
+        )
     if kind != "cpu" and devices > found[kind]:
         raise ComputeError(
             f"compute.devices: {devices} {kind} devices asked for, {found[kind]} found",
@@ -76,7 +89,7 @@ def resolve_device(accelerator: str = "auto", devices: int = 1) -> Placement:
         names = ("Apple MPS",)
     else:
         names = (cpu_name(),)
-    return Placement(kind=kind, count=devices if kind != "cpu" else 1, names=names)
+    return Placement(kind=kind, count=devices, names=names)
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from gravityml.compute import configure_threads, precision_policy, resolve_devic
 from gravityml.errors import TrainingError
 from gravityml.paradigms._base import TrainContext
 from gravityml.paradigms.deep._progress import EpochProgress
+
+if TYPE_CHECKING:
+    from gravityml.paradigms.deep._ddp import Rank
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -35,6 +38,7 @@ class FitResult:
     resumed_from: int | None = None
     samples_per_s: float = 0.0
     precision: str = "fp32"
+    devices: int = 1
 
 
 def seed_everything(seed: int) -> None:
@@ -105,6 +109,7 @@ def fit_torch(
     epochs: int | None = None,
     checkpoint: bool = True,
     extra_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
+    rank: Rank | None = None,
 ) -> FitResult:
     """Train ``network`` on ``X``/``y`` with the settings of ``ctx.spec.train`` and ``ctx.spec.compute``.
 
@@ -126,17 +131,31 @@ def fit_torch(
 
     The caller seeds (:func:`seed_everything`) before it builds ``network``, so initial weights
     are repeatable too.
+
+    With ``compute.devices`` > 1 it trains data-parallel (see :mod:`._ddp`): N processes, each
+    runs this function with its ``rank`` on a :class:`~torch.utils.data.DistributedSampler`
+    shard of ``batch_size`` rows per step (a global batch of N x ``batch_size``); rank 0 alone
+    checkpoints and reports, and its weights come back in ``network``.
     """
     spec = ctx.spec
     cfg = spec.train
     epochs = epochs or cfg.epochs
     placement = resolve_device(spec.compute.accelerator, spec.compute.devices)
-    configure_threads(placement, spec.compute.threads)
     name = precision or spec.compute.precision
     if name == "auto":
         raise TrainingError("fit_torch needs a concrete precision", got="auto", fix="resolve auto first")
+    if rank is None and placement.count > 1:
+        from gravityml.paradigms.deep._ddp import fit_distributed
+
+        options = {"loss": loss, "weights": weights, "precision": name, "epochs": epochs,
+                   "checkpoint": checkpoint, "extra_metrics": extra_metrics}
+        fit: FitResult = fit_distributed(ctx, network, placement, {"X": X, "y": y, "X_val": X_val, "y_val": y_val}, options)
+        fit.network = fit.network.to(device=torch.device(placement.torch_device),
+                                     dtype=precision_policy(name, placement).torch_param_dtype()).eval()
+        return fit
+    configure_threads(placement, spec.compute.threads if rank is None else rank.threads(spec.compute.threads))
     policy = precision_policy(name, placement)
-    device = torch.device(placement.torch_device)
+    device = torch.device(placement.torch_device) if rank is None else rank.device(placement)
     dtype = policy.torch_param_dtype()
     on_cuda = placement.kind == "cuda"
 
@@ -158,9 +177,11 @@ def fit_torch(
     criterion: nn.Module = nn.CrossEntropyLoss(weight=w) if loss == "cross_entropy" else nn.MSELoss()
     generator = torch.Generator().manual_seed(cfg.seed)
 
-    result = FitResult(network=network, precision=name)
+    result = FitResult(network=network, precision=name, devices=rank.world if rank is not None else 1)
+    lead = rank is None or rank.lead
     best_value, best_state, bad_epochs, start = float("inf"), None, 0, 0
     ckpt_path = Path(ctx.checkpoint_dir) / CHECKPOINT if (checkpoint and ctx.checkpoint_dir) else None
+    trainer = network
     if ckpt_path is not None and ctx.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         network.load_state_dict(state["network"])
@@ -175,21 +196,27 @@ def fit_torch(
         if state.get("stopped_by"):
             start = epochs  # the run had already finished its loop; only the end remains
             result.stopped = state["stopped_by"]
+    if rank is not None:
+        trainer = rank.wrap(network, device)
 
     n = len(Xt)
     seen, busy = 0, 0.0
-    progress = EpochProgress(spec.name, epochs, start)
+    progress = EpochProgress(spec.name, epochs, start) if lead else None
     try:
         for epoch in range(start, epochs):
             network.train()
-            order = torch.randperm(n, generator=generator)
+            if rank is None:
+                order = torch.randperm(n, generator=generator)
+            else:
+                order = rank.shard(n, cfg.seed, epoch)
+                rank.reseed(cfg.seed, epoch)
             total, began = 0.0, time.perf_counter()
-            for begin in range(0, n, cfg.batch_size):
+            for begin in range(0, len(order), cfg.batch_size):
                 idx = order[begin : begin + cfg.batch_size]
                 xb = Xt[idx].to(device, non_blocking=True)
                 yb = yt[idx].to(device, non_blocking=True)
                 with policy.autocast():
-                    out = network(xb)
+                    out = trainer(xb)
                 # The loss itself runs in the parameter dtype: low-precision softmax/MSE sums lose digits.
                 batch_loss = criterion(out.to(dtype), yb if loss == "cross_entropy" else yb.reshape(out.shape).to(dtype))
                 optimizer.zero_grad(set_to_none=True)
@@ -202,9 +229,12 @@ def fit_torch(
                 total += float(batch_loss.detach()) * len(idx)
             if on_cuda:
                 torch.cuda.synchronize()
+            rows = float(n)
+            if rank is not None:  # the mean over every rank's rows, the same number on each rank
+                total, rows = rank.sum(total, float(len(order)), device=device)
             busy += time.perf_counter() - began
             seen += n
-            metrics = {"train/loss": total / n, "train/lr": optimizer.param_groups[0]["lr"]}
+            metrics = {"train/loss": total / rows, "train/lr": optimizer.param_groups[0]["lr"]}
             if Xv is not None and yv is not None:
                 metrics.update(_evaluate(network, criterion, Xv, yv, loss, policy, device, dtype, cfg.batch_size))
                 if extra_metrics is not None:
@@ -221,15 +251,19 @@ def fit_torch(
                 else:
                     scheduler.step()
             result.history.append({"epoch": float(epoch), **metrics})
-            ctx.sink.log_metrics(metrics, step=epoch)
-            progress.update(epoch, metrics)
+            if lead:
+                ctx.sink.log_metrics(metrics, step=epoch)
+            if progress is not None:
+                progress.update(epoch, metrics)
             stop = None
             if cfg.patience is not None and Xv is not None and bad_epochs >= cfg.patience:
                 stop = f"early stopping: val/loss did not improve for {cfg.patience} epochs (best epoch {result.best_epoch})"
             reason = ctx.should_stop()
             if reason:
                 stop = f"stopped by request: {reason}"
-            if ckpt_path is not None:
+            if rank is not None:
+                stop = rank.agree(stop)
+            if ckpt_path is not None and lead:
                 save_checkpoint(
                     ckpt_path,
                     {
@@ -252,7 +286,8 @@ def fit_torch(
                 result.stopped = stop
                 break
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     if best_state is not None:
         network.load_state_dict(best_state)
     result.epochs_run = len(result.history)

@@ -253,6 +253,9 @@ def train(ctx: TrainContext) -> TrainResult:
     )
     if fit.resumed_from is not None:
         tags["resumed_from_epoch"] = str(fit.resumed_from)
+    if fit.devices > 1:
+        tags["devices"] = str(fit.devices)
+        tags["distributed"] = f"DistributedDataParallel over {fit.devices} processes, global batch {fit.devices} x {spec.train.batch_size}"
     model = to_model(ctx, prep, fit)
     metrics, outputs = evaluate(model, prep, "test")
     metrics.update(evaluate(model, prep, "train")[0])
@@ -275,7 +278,7 @@ def train(ctx: TrainContext) -> TrainResult:
         model=model,
         metrics=metrics,
         artifacts=artifacts,
-        params={"network": prep.config, "precision": precision},
+        params={"network": prep.config, "precision": precision, **({"devices": fit.devices} if fit.devices > 1 else {})},
         tags=tags,
     )
 
