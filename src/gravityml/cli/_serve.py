@@ -86,8 +86,13 @@ def export(
                               max_diff=max_diff)
     p = report.parity
     rows = [("rows compared", p["rows"]), ("max abs diff", p["max_abs_diff"]), ("mean abs diff", p["mean_abs_diff"])]
-    if "label_agreement" in p:
-        rows.append(("label agreement", p["label_agreement"]))
+    for key, label in (
+        ("label_agreement", "label agreement"),
+        ("flag_agreement", "anomaly flag agreement"),
+        ("confidence_max_abs_diff", "confidence max abs diff"),
+    ):
+        if key in p:
+            rows.append((label, p[key]))
     rows.append(("size (bytes)", p["size_bytes"]["onnx"]))
     if "size_ratio_fp32_to_int8" in p:
         rows.append(("fp32 / int8 size", p["size_ratio_fp32_to_int8"]))
