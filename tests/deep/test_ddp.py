@@ -4,6 +4,10 @@ one NCCL process per GPU where there are two or more."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ from gravityml.paradigms import TrainContext, train
 from gravityml.paradigms.deep import CHECKPOINT, fit_torch
 from gravityml.spec import load_spec
 
-EPOCHS = 8
+EPOCHS = 12
 
 
 def doc(accelerator: str = "cpu", devices: int = 2) -> dict[str, Any]:
@@ -26,7 +30,7 @@ def doc(accelerator: str = "cpu", devices: int = 2) -> dict[str, Any]:
         "task": "supervised",
         "data": {"source": "sklearn:breast_cancer", "target": "target", "split": {"test": 0.3, "seed": 2}},
         "model": {"type": "mlp", "params": {"hidden": [32], "dropout": 0.1}},
-        "train": {"epochs": EPOCHS, "batch_size": 32, "lr": 0.005, "seed": 7},
+        "train": {"epochs": EPOCHS, "batch_size": 16, "lr": 0.003, "seed": 7},
         "compute": {"accelerator": accelerator, "devices": devices},
     }
 
@@ -44,17 +48,24 @@ class Recorder:
         pass
 
 
-def ddp_train(tmp_path: Path, name: str) -> tuple[Any, Recorder]:
+def ddp_train(work: Path, *, resume: bool = False) -> tuple[Any, Recorder]:
     spec = load_spec(doc())
-    sink, work = Recorder(), tmp_path / name
-    work.mkdir()
-    ctx = TrainContext(spec=spec, workdir=work, dataset=load_dataset(spec), sink=sink, checkpoint_dir=work)
+    sink = Recorder()
+    work.mkdir(exist_ok=True)
+    ctx = TrainContext(spec=spec, workdir=work, dataset=load_dataset(spec), sink=sink, checkpoint_dir=work, resume=resume)
     return train(ctx), sink
 
 
-def test_two_cpu_processes_train_record_devices_and_repeat(tmp_path: Path) -> None:
-    first, sink = ddp_train(tmp_path, "a")
-    second, _ = ddp_train(tmp_path, "b")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Recorder, Path]:
+    """One uninterrupted 2-process run, shared by the tests below (each launch costs seconds)."""
+    work = tmp_path_factory.mktemp("ddp") / "reference"
+    return (*ddp_train(work), work)
+
+
+def test_two_cpu_processes_train_record_devices_and_repeat(reference: tuple[Any, Recorder, Path], tmp_path: Path) -> None:
+    first, sink, first_dir = reference
+    second, _ = ddp_train(tmp_path / "again")
 
     assert first.metrics["test/accuracy"] >= 0.9, first.metrics
     # Same seed, same N: the same numbers, to the last bit (gloo sums two ranks in a fixed order).
@@ -69,7 +80,7 @@ def test_two_cpu_processes_train_record_devices_and_repeat(tmp_path: Path) -> No
     # Rank 0 alone reports: one value per epoch, not one per process.
     assert [step for step, _ in sink.metrics] == list(range(EPOCHS))
     assert sink.metrics[-1][1]["train/loss"] < sink.metrics[0][1]["train/loss"]
-    ckpt = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
+    ckpt = torch.load(first_dir / CHECKPOINT, weights_only=False)
     assert ckpt["epoch"] == EPOCHS - 1
 
 
@@ -95,3 +106,44 @@ def test_two_gpus_train_with_nccl(tmp_path: Path) -> None:
     result = train(TrainContext(spec=spec, workdir=tmp_path, dataset=load_dataset(spec)))
     assert result.tags["devices"] == "2"
     assert result.metrics["test/accuracy"] >= 0.9, result.metrics
+
+
+KILLED = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_ddp import ddp_train
+
+if __name__ == "__main__":
+    ddp_train(Path({work!r}))
+"""
+
+
+def test_killed_data_parallel_run_resumes_to_the_same_model(reference: tuple[Any, Recorder, Path], tmp_path: Path) -> None:
+    straight = reference[0]
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED.format(tests=str(Path(__file__).parent), work=str(killed_dir)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not (killed_dir / CHECKPOINT).exists():
+            assert proc.poll() is None, f"training ended before a checkpoint was seen: {proc.stderr.read()!r}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    # The orphaned workers notice at their next epoch end and leave without another checkpoint.
+    time.sleep(1.0)
+    killed_at = torch.load(killed_dir / CHECKPOINT, weights_only=False)["epoch"]
+    assert killed_at < EPOCHS - 1, "the kill came after the last epoch"
+
+    resumed, _ = ddp_train(killed_dir, resume=True)
+    assert resumed.tags["resumed_from_epoch"] == str(killed_at + 1)
+    for key, value in straight.model.network.state_dict().items():
+        assert torch.equal(value, resumed.model.network.state_dict()[key]), key
+    assert resumed.metrics["test/accuracy"] == straight.metrics["test/accuracy"]

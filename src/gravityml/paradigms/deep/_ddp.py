@@ -39,6 +39,9 @@ from gravityml.compute import Placement
 from gravityml.errors import GravityMLError, TrainingError
 from gravityml.paradigms._base import TrainContext
 
+#: What rank 0 broadcasts when the process that started the run is gone.
+ORPHANED = "\x00orphaned"
+
 #: How long a collective may wait for a peer before the run fails instead of hanging.
 COLLECTIVE_TIMEOUT = timedelta(minutes=10)
 
@@ -50,6 +53,7 @@ class Rank:
     rank: int
     world: int
     backend: str
+    parent: int = 0
 
     @property
     def lead(self) -> bool:
@@ -93,8 +97,13 @@ class Rank:
 
     def agree(self, stop: str | None) -> str | None:
         """Rank 0's decision to stop, so that no rank waits in a collective the others left."""
-        box: list[Any] = [stop]
+        orphaned = self.lead and self.parent and os.getppid() != self.parent
+        box: list[Any] = [ORPHANED if orphaned else stop]
         dist.broadcast_object_list(box, src=0)
+        if box[0] == ORPHANED:
+            # The parent was killed: leave now, without a checkpoint that says "stopped", so that
+            # ``--resume`` continues from the last epoch as after any crash.
+            os._exit(3)
         return box[0]
 
 
@@ -126,7 +135,7 @@ def _worker(rank: int, world: int, backend: str, store_dir: str, channel: Any, s
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     os.environ.setdefault("NCCL_SOCKET_IFNAME", "lo")
-    me = Rank(rank=rank, world=world, backend=backend)
+    me = Rank(rank=rank, world=world, backend=backend, parent=os.getppid())
     try:
         if backend == "nccl":
             torch.cuda.set_device(rank)
@@ -205,11 +214,11 @@ def fit_distributed(
         for p in procs:
             p.start()
         while True:
+            if not stop.is_set() and ctx.should_stop():
+                stop.set()
             try:
                 kind, payload, extra_info = channel.get(timeout=0.2)
             except queue_module.Empty:
-                if not stop.is_set() and ctx.should_stop():
-                    stop.set()
                 codes = [p.exitcode for p in procs]
                 if all(c is not None for c in codes):
                     break
