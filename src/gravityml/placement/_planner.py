@@ -7,6 +7,7 @@ a table: https://github.com/skypilot-org/skypilot/blob/master/sky/optimizer.py).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from gravityml.data import BLOCS, HOURS_PER_MONTH
 from gravityml.placement._demand import Demand
+from gravityml.placement._hardware import THIS_MACHINE
 from gravityml.placement._offers import OfferTable
 
 Status = Literal["ok", "misses_deadline", "over_budget", "no_site"]
@@ -122,6 +124,15 @@ def _expand(jurisdictions: list[str]) -> set[str]:
     return out
 
 
+def _local_capacity(demand: Demand) -> int:
+    """GPUs (for a cuda job) or cores of this machine: what its local site can give one job."""
+    if demand.needs_gpu:
+        from gravityml.compute import available_accelerators
+
+        return available_accelerators().get("cuda", 0)
+    return os.cpu_count() or 1
+
+
 def filter_rows(demand: Demand, table: OfferTable) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     """Stage 2: the first rule that rejects each row (policy before hardware), and nodes needed.
 
@@ -155,12 +166,17 @@ def filter_rows(demand: Demand, table: OfferTable) -> tuple[np.ndarray, tuple[st
         if not policy.may_copy and demand.home_site is not None:
             home = table.site_index[demand.home_site]
             reject(site_of != home, f"{head}: data may not leave its home site {demand.home_site!r}")
+    # The local site's offer stands for this machine, whose accelerators the catalog cannot list:
+    # it takes the job when this machine has the devices the job asks for (GPUs, or cores for
+    # CPU worker processes).
+    here = np.array([a == THIS_MACHINE for a in table.row_accelerator], dtype=bool)
+    here_fits = bool(here.any()) and demand.devices <= _local_capacity(demand)
     if demand.cpu_only:
-        reject(table.row_gpu, "hardware: the job runs on CPU (sklearn model or compute.accelerator: cpu)")
+        reject(table.row_gpu & ~here, "hardware: the job runs on CPU (sklearn model or compute.accelerator: cpu)")
     if demand.needs_gpu:
-        reject(~table.row_gpu, "hardware: the job asks for compute.accelerator: cuda")
-    gpu_nodes = -(-demand.devices // table.row_per_node)
-    nodes = np.where(table.row_gpu, gpu_nodes, demand.devices)
+        reject(~table.row_gpu & ~(here & here_fits), "hardware: the job asks for compute.accelerator: cuda")
+    # devices are accelerators on a GPU row and worker processes (one core each) on a CPU row.
+    nodes = np.where(here & here_fits, 1, -(-demand.devices // table.row_per_node))
     reject(nodes > table.row_nodes, f"hardware: {demand.devices} devices need more nodes than the offer has")
     if not demand.spot:
         reject(table.row_spot, "spot prices not asked for (placement.spot: false)")
