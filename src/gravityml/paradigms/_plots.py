@@ -18,6 +18,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay out, write as PNG (100 dpi) and close ``fig``; returns ``path``."""
+    plt = _pyplot()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def confusion_matrix_png(y_true: Sequence[Any], y_pred: Sequence[Any], classes: Sequence[Any], path: Path, title: str) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -33,10 +42,7 @@ def confusion_matrix_png(y_true: Sequence[Any], y_pred: Sequence[Any], classes: 
         xticks_rotation=45 if len(classes) > 4 else "horizontal",
     )
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def roc_curve_png(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any], path: Path, title: str) -> Path:
@@ -57,10 +63,7 @@ def roc_curve_png(y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[An
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def predicted_vs_actual_png(y_true: Sequence[float], pred: Sequence[float], path: Path, title: str) -> Path:
@@ -74,7 +77,4 @@ def predicted_vs_actual_png(y_true: Sequence[float], pred: Sequence[float], path
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -162,7 +162,7 @@ def auto_precision(ctx: TrainContext, dataset: Dataset) -> tuple[str, str, Path]
 
 def chart_png(report: PrecisionReport, path: Path, title: str) -> Path:
     """Two panels: the metric per precision, and samples/s per precision (recommended in colour)."""
-    from gravityml.paradigms._plots import _pyplot
+    from gravityml.paradigms._plots import _pyplot, save_figure
 
     plt = _pyplot()
     names = [r.precision for r in report.rows]
@@ -178,7 +178,4 @@ def chart_png(report: PrecisionReport, path: Path, title: str) -> Path:
     right.bar(names, [r.samples_per_s for r in report.rows], color=colours)
     right.set_ylabel(f"{report.mode} samples/s")
     fig.suptitle(f"{title}: recommended {report.recommended}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

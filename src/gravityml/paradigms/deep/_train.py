@@ -295,7 +295,4 @@ def _learning_curve(fit: FitResult, path: Any, title: str) -> Any:
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _plots.save_figure(fig, path)

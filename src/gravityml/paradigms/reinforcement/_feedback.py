@@ -272,7 +272,7 @@ def write_tables(progress: Progress, folder: Path) -> list[Path]:
 
 def learning_curve_png(progress: Progress, path: Path, title: str, target: float | None) -> Path:
     """Episode returns (and their running mean) and evaluation returns against environment steps."""
-    from gravityml.paradigms._plots import _pyplot
+    from gravityml.paradigms._plots import _pyplot, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -291,7 +291,4 @@ def learning_curve_png(progress: Progress, path: Path, title: str, target: float
     ax.set_ylabel("episode return")
     ax.set_title(title)
     ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from gravityml.paradigms._plots import _pyplot
+from gravityml.paradigms._plots import _pyplot, save_figure
 
 #: Silhouette is quadratic in rows; above this it is computed on a seeded sample of them.
 SILHOUETTE_SAMPLE = 5_000
@@ -101,7 +101,7 @@ def cluster_count_png(curve: dict[int, float], chosen: int, path: Path, title: s
     ax.set_ylabel("silhouette (higher is better)")
     ax.set_title(title)
     ax.legend()
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def projection_png(Z: np.ndarray, colour: np.ndarray | None, path: Path, title: str, legend: str) -> Path:
@@ -122,7 +122,7 @@ def projection_png(Z: np.ndarray, colour: np.ndarray | None, path: Path, title: 
     ax.set_xlabel("component 1")
     ax.set_ylabel("component 2")
     ax.set_title(title)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def score_histogram_png(score: np.ndarray, threshold: float, path: Path, title: str) -> Path:
@@ -134,11 +134,4 @@ def score_histogram_png(score: np.ndarray, threshold: float, path: Path, title: 
     ax.set_ylabel("rows")
     ax.set_title(title)
     ax.legend()
-    return _save(plt, fig, path)
-
-
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
