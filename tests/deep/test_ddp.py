@@ -4,7 +4,6 @@ one NCCL process per GPU where there are two or more."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -119,24 +118,16 @@ if __name__ == "__main__":
 """
 
 
-def test_killed_data_parallel_run_resumes_to_the_same_model(reference: tuple[Any, Recorder, Path], tmp_path: Path) -> None:
+def test_killed_data_parallel_run_resumes_to_the_same_model(
+    reference: tuple[Any, Recorder, Path], tmp_path: Path, kill_after_checkpoint: Any
+) -> None:
     straight = reference[0]
     killed_dir = tmp_path / "killed"
     killed_dir.mkdir()
     script = tmp_path / "killed.py"
     script.write_text(KILLED.format(tests=str(Path(__file__).parent), work=str(killed_dir)))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    try:
-        while not (killed_dir / CHECKPOINT).exists():
-            assert proc.poll() is None, f"training ended before a checkpoint was seen: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.01)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+    kill_after_checkpoint(proc, (killed_dir / CHECKPOINT).exists, 120)
     # The orphaned workers notice at their next epoch end and leave without another checkpoint.
     time.sleep(1.0)
     killed_at = torch.load(killed_dir / CHECKPOINT, weights_only=False)["epoch"]

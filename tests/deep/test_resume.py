@@ -6,8 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -34,7 +34,9 @@ def spec_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_killed_training_resumes_to_the_same_final_metrics(workspace: Workspace, tmp_path: Path) -> None:
+def test_killed_training_resumes_to_the_same_final_metrics(
+    workspace: Workspace, tmp_path: Path, kill_after_checkpoint: Any
+) -> None:
     spec = spec_file(tmp_path)
     killed_home = tmp_path / "killed"
     killed_home.mkdir()
@@ -42,15 +44,7 @@ def test_killed_training_resumes_to_the_same_final_metrics(workspace: Workspace,
     proc = subprocess.Popen([sys.executable, "-m", "gravityml", "train", str(spec)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoints = killed_home / "checkpoints"
-    deadline = time.monotonic() + 240
-    try:
-        while not list(checkpoints.glob(f"*/{CHECKPOINT}")):
-            assert proc.poll() is None, f"training ended before a checkpoint was seen: {proc.stderr.read()!r}"  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_after_checkpoint(proc, lambda: bool(list(checkpoints.glob(f"*/{CHECKPOINT}"))), 240)
     assert proc.returncode == -signal.SIGKILL
     (ckpt,) = checkpoints.glob(f"*/{CHECKPOINT}")
     killed_at = torch.load(ckpt, weights_only=False)["epoch"]
