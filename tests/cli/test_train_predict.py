@@ -152,7 +152,7 @@ def test_python_api(trained: str, workspace) -> None:
 def test_a_failed_run_leaves_no_version(cli, workspace, write_spec, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    spec = write_spec(tmp_path / "bad.yaml", model={"type": "knn", "params": {"n_neighbors": 0}})
+    spec = write_spec(tmp_path / "bad.yaml", model={"type": "svm", "params": {"kernel": "precomputed"}})
     code, _, err = cli("train", str(spec))
     assert code == 2 and "refused to fit" in err
     client = MlflowClient(tracking_uri=workspace.tracking_uri)

@@ -12,7 +12,7 @@ import torch
 
 from gravityml.compute import available_accelerators, precision_policy, resolve_device, supported_precisions
 from gravityml.data import load_dataset
-from gravityml.errors import ComputeError, DataError, TrainingError
+from gravityml.errors import ComputeError, DataError, SpecError, TrainingError
 from gravityml.models import load_model
 from gravityml.paradigms import TrainContext, train
 from gravityml.paradigms.deep import CHECKPOINT, class_weights, fit_torch, seed_everything
@@ -149,7 +149,7 @@ def test_the_same_spec_trains_on_cuda(tmp_path: Path, precision: str) -> None:
 def test_wrong_inputs_for_a_network_are_typed_errors(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"cnn needs image rows"):
         fit(tmp_path, job(model={"type": "cnn", "params": {}}))
-    with pytest.raises(TrainingError, match=r"'hiden' is not a parameter of the mlp network \(did you mean 'hidden'\?\)"):
+    with pytest.raises(SpecError, match=r"'hiden' is not a parameter of the mlp network \(did you mean 'hidden'\?\)"):
         fit(tmp_path, job(model={"type": "mlp", "params": {"hiden": [8]}}))
     spam = {"source": str(EXAMPLES / "data/spam.csv"), "target": "label", "text": "text"}
     with pytest.raises(TrainingError, match=r"mlp does not read free text"):

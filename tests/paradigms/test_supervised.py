@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gravityml.data import load_dataset
-from gravityml.errors import TrainingError
+from gravityml.errors import SpecError, TrainingError
 from gravityml.models import load_model
 from gravityml.paradigms import TrainContext, train
 from gravityml.spec import load_spec
@@ -62,10 +62,14 @@ def test_categorical_and_missing_values_are_handled_by_the_saved_pipeline(tmp_pa
 def test_params_are_passed_through_and_checked_by_the_estimator(tmp_path: Path) -> None:
     result = run(tmp_path, model={"type": "knn", "params": {"n_neighbors": 3}})
     assert result.params["estimator"]["n_neighbors"] == 3
-    with pytest.raises(TrainingError, match=r"'n_neigbors' is not a parameter of KNeighborsClassifier \(did you mean 'n_neighbors'\?\)"):
+    # Names and values are checked against the estimator's signature and constraints when the spec loads.
+    with pytest.raises(SpecError, match=r"'n_neigbors' is not a parameter of knn \(KNeighborsClassifier, KNeighborsRegressor\) \(did you mean 'n_neighbors'\?\)"):
         run(tmp_path, model={"type": "knn", "params": {"n_neigbors": 3}})
-    with pytest.raises(TrainingError, match=r"KNeighborsClassifier refused to fit: .*n_neighbors"):
+    with pytest.raises(SpecError, match=r"model.params.n_neighbors: knn refuses n_neighbors=-1 .*allowed: 'an int in the range \[1, inf\)"):
         run(tmp_path, model={"type": "knn", "params": {"n_neighbors": -1}})
+    # What only fitting can find out is still the estimator's refusal at train time.
+    with pytest.raises(TrainingError, match=r"SVC refused to fit"):
+        run(tmp_path, model={"type": "svm", "params": {"kernel": "precomputed"}})
 
 
 def test_a_model_type_that_cannot_do_the_problem_says_so(tmp_path: Path) -> None:

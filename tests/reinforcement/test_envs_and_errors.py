@@ -82,7 +82,7 @@ def test_dqn_on_a_continuous_action_space_is_a_clear_error(tmp_path: Path) -> No
 
 def test_misspelt_hyperparameters_are_refused_with_a_suggestion(tmp_path: Path) -> None:
     spec = {**BASE, "model": {"type": "ppo", "params": {"n_step": 32}}}
-    with pytest.raises(SpecError, match=r"model.params.n_step: ppo takes no hyperparameter 'n_step'; did you mean 'n_steps'"):
+    with pytest.raises(SpecError, match=r"model.params.n_step: 'n_step' is not a parameter of ppo \(PPO\) \(did you mean 'n_steps'\?\)"):
         _train(spec, tmp_path)
     spec = {**BASE, "model": {"type": "ppo", "params": {"device": "cuda"}}}
     with pytest.raises(SpecError, match="the platform sets it from env, train.seed and compute"):

@@ -12,7 +12,7 @@ import pytest
 
 import gravityml
 from gravityml.data import load_dataset
-from gravityml.errors import DataError, TrainingError
+from gravityml.errors import DataError, SpecError, TrainingError
 from gravityml.execution import run_job
 from gravityml.models import load_model
 from gravityml.paradigms import TrainContext, TrainResult, train
@@ -98,9 +98,9 @@ def test_self_training_names_its_base_and_checks_it(tmp_path) -> None:
     source = _iris_few_labels(tmp_path / "i.csv")
     result = _fit(tmp_path, {"type": "self_training", "params": {"base": "svm", "threshold": 0.7}}, source)
     assert result.params["method"]["base"] == "svm" and result.metrics["test/accuracy"] > 0.8
-    with pytest.raises(TrainingError, match="'random_forrest' is not a supervised classifier.*did you mean 'random_forest'"):
+    with pytest.raises(SpecError, match="'random_forrest' is not a supervised scikit-learn classifier.*did you mean 'random_forest'"):
         _fit(tmp_path, {"type": "self_training", "params": {"base": "random_forrest"}}, source)
-    with pytest.raises(TrainingError, match="'treshold' is not a setting of self_training"):
+    with pytest.raises(SpecError, match="'treshold' is not a parameter of self_training.*did you mean 'threshold'"):
         _fit(tmp_path, {"type": "self_training", "params": {"treshold": 0.7}}, source)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import gravityml
-from gravityml.errors import TrainingError
+from gravityml.errors import SpecError, TrainingError
 from gravityml.execution import run_job
 from gravityml.models import load_model
 
@@ -86,5 +86,5 @@ def test_threshold_settings_are_checked(fit) -> None:
         fit("isolation_forest", {"contamination": 0.05, "target_fpr": 0.01}, **kwargs)
     with pytest.raises(TrainingError, match="target_fpr: must be a share"):
         fit("isolation_forest", {"target_fpr": 0.9}, **kwargs)
-    with pytest.raises(TrainingError, match="not a setting of the autoencoder"):
+    with pytest.raises(SpecError, match="'layers' is not a parameter of the autoencoder network"):
         fit("autoencoder", {"layers": [8]}, **kwargs)

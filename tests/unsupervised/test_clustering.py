@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.metrics import adjusted_rand_score
 
 import gravityml
-from gravityml.errors import GravityMLError, TrainingError
+from gravityml.errors import GravityMLError, SpecError, TrainingError
 from gravityml.execution import run_job
 from gravityml.models import load_model
 
@@ -98,7 +98,7 @@ def test_pca_gives_components_a_confidence_and_a_projection(fit) -> None:
 
 
 def test_bad_params_are_refused_with_the_fix(fit) -> None:
-    with pytest.raises(TrainingError, match="'n_cluster' is not a parameter of KMeans.*did you mean 'n_clusters'"):
+    with pytest.raises(SpecError, match="'n_cluster' is not a parameter of kmeans \\(KMeans, MiniBatchKMeans\\).*did you mean 'n_clusters'"):
         fit("kmeans", {"n_cluster": 3})
     with pytest.raises(TrainingError, match="n_clusters_range"):
         fit("kmeans", {"n_clusters": "auto", "n_clusters_range": [1]})

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gravityml.cli._app import app, console, fmt, status, table
+
+if TYPE_CHECKING:
+    from gravityml.spec import JobSpec
 
 
 @app.command()
@@ -23,6 +27,10 @@ def train(
     spec = load_spec(job)
     with status(f"training {spec.name} ({spec.task}, {spec.model.type})"):
         result = run_job(spec, resume=resume, site=site, catalog=catalog)
+    if result.already_registered:
+        console.print(f"resume    nothing to do: run {result.run_id} had already registered {result.model_ref}; "
+                      "it is finished (train without --resume for a new version)")
+        return
     metrics = {k: v for k, v in result.metrics.items() if not k.startswith(("train/", "data/"))}
     console.print(table(f"{result.name}: metrics", ["metric", "value"], sorted(metrics.items())))
     console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "
@@ -54,7 +62,29 @@ def validate(job: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
         ("target", spec.data.target if spec.data else ""),
         ("compute", f"{spec.compute.accelerator} x{spec.compute.devices}, {spec.compute.precision}"),
     ]
+    if spec.model.entry_point:
+        rows.insert(3, ("entry point", spec.model.entry_point))
     console.print(table(None, ["key", "value"], [(k, fmt(v)) for k, v in rows]))
+    _print_params(spec)
+
+
+def _print_params(spec: JobSpec) -> None:
+    """The model type's parameters (its schema), with the values this spec gives marked."""
+    from gravityml.spec import MODEL_TYPES, load_entry_point, param_schema
+    from gravityml.spec._params import factory_schema
+
+    row = MODEL_TYPES[spec.model.type]
+    if row.entry_point and spec.model.entry_point:
+        schema = factory_schema(load_entry_point(spec.model.entry_point, base_dir=spec.base_dir), row)
+    else:
+        schema = param_schema(spec.model.type, spec.task)
+    given = spec.model.params
+    lines = [
+        (("* " if name in given else "  ") + name, fmt(given[name]) if name in given else p.default, p.source, p.allowed[:80])
+        for name, p in sorted(schema.items())
+    ]
+    title = f"model.params of {spec.model.type} (* given in the spec)"
+    console.print(table(title, ["param", "value / default", "from", "allowed"], lines))
 
 
 @app.command("spec-schema")

@@ -29,6 +29,7 @@ import numpy as np
 
 from gravityml.errors import ModelError
 from gravityml.models._sklearn_onnx import TARGET_OPSET, convert_pipeline, describe
+from gravityml.spec import MODEL_TYPES
 
 #: estimator class -> skl2onnx options for it (IsolationForest: add the ``score_samples`` output).
 EXPORTABLE: dict[str, dict[str, Any]] = {
@@ -42,9 +43,7 @@ EXPORTABLE: dict[str, dict[str, Any]] = {
     "OneClassSVM": {},
     "PCA": {},
 }
-EXPORTABLE_TYPES = [
-    "kmeans", "gaussian_mixture", "isolation_forest", "local_outlier_factor", "one_class_svm", "pca", "autoencoder",
-]
+EXPORTABLE_TYPES = sorted(n for n, row in MODEL_TYPES.items() if "unsupervised" in row.tasks and row.onnx)
 
 
 class _Graph:

@@ -94,7 +94,7 @@ def parse_spec(document: Mapping[str, Any], *, base_dir: Path | None = None) -> 
             fix="start the file with 'name:' and 'task:' lines",
         )
     try:
-        spec = JobSpec.model_validate(dict(document))
+        spec = JobSpec.model_validate(dict(document), context={"base_dir": base_dir})
     except ValidationError as exc:
         raise spec_error_from(exc, JobSpec) from None
     return spec.with_base_dir(base_dir or Path.cwd())
@@ -141,3 +141,24 @@ def spec_json_schema() -> str:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gravityml job spec"
     return json.dumps(schema, indent=2, sort_keys=True)
+    _add_params_schemas(schema)
+
+
+def _add_params_schemas(schema: dict[str, Any]) -> None:
+    """``model.params`` of each model type as its own definition, chosen by ``model.type``."""
+    from gravityml.spec._catalog import MODEL_TYPES
+    from gravityml.spec._params import params_json_schema
+
+    defs = schema.setdefault("$defs", {})
+    choices = []
+    for name in sorted(MODEL_TYPES):
+        defs[f"params_{name}"] = params_json_schema(name)
+        choices.append(
+            {
+                "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                "then": {"properties": {"params": {"$ref": f"#/$defs/params_{name}"}}},
+            }
+        )
+    model = defs["ModelSpec"]
+    model["properties"]["type"]["enum"] = sorted(MODEL_TYPES)
+    model["allOf"] = choices

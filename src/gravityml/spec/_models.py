@@ -6,14 +6,14 @@ a validated spec (the pattern of scikit-learn's ``_parameter_constraints``).
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
 from gravityml.errors import SpecError
 from gravityml.spec._catalog import MODEL_TYPES, model_types_for
+from gravityml.spec._params import check_model_params, did_you_mean, load_entry_point
 
 Task = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
 Accelerator = Literal["auto", "cpu", "cuda", "mps"]
@@ -93,10 +93,21 @@ class EnvSpec(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    """Which model to train; ``params`` go to the estimator, which validates them."""
+    """Which model to train. ``params`` are checked against the type's parameter schema on load."""
 
     type: str = Field(..., description="A model type; `gravityml validate` lists them.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    entry_point: str | None = Field(
+        None,
+        description="type sklearn: 'module:Estimator' or a factory returning an estimator or Pipeline; "
+        "type torch: 'module:build', called as build(inputs, outputs, **params) and returning an nn.Module.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="The model type's parameters.")
+    loss: str | None = Field(
+        None, description="type torch: cross_entropy | mse | l1 | huber, or 'module:callable' (default by problem)."
+    )
+    optimizer: str | None = Field(
+        None, description="type torch: adamw | adam | sgd, or 'module:callable(params, lr)' (default adamw)."
+    )
 
 
 class TrainSpec(StrictModel):
@@ -172,7 +183,7 @@ class JobSpec(StrictModel):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
     @model_validator(mode="after")
-    def _consistent(self) -> JobSpec:
+    def _consistent(self, info: ValidationInfo) -> JobSpec:
         _check_model_type(self.model.type, self.task)
         if self.task == "reinforcement":
             if self.env is None:
@@ -220,10 +231,50 @@ class JobSpec(StrictModel):
         return self
 
 
-def did_you_mean(word: str, options: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``options``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+#: Losses and optimizers a torch entry point may name without an entry point of its own.
+LOSSES = ("cross_entropy", "mse", "l1", "huber")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | None) -> None:
+    """An entry point where the type takes one (imported now), then params against the schema."""
+    row = MODEL_TYPES[model.type]
+    factory = None
+    if row.entry_point:
+        if not model.entry_point:
+            example = "'xgboost:XGBClassifier'" if row.backend == "sklearn" else "'my_pkg.nets:build'"
+            raise SpecError(
+                "model.entry_point",
+                f"model type {model.type!r} trains your own model and needs its entry point",
+                got=None,
+                fix=f"add entry_point: {example}",
+            )
+        factory = load_entry_point(model.entry_point, base_dir=base_dir)
+    elif model.entry_point:
+        raise SpecError(
+            "model.entry_point",
+            f"{model.type!r} is a built-in type; only types sklearn and torch take an entry point",
+            allowed=["sklearn", "torch"],
+            got=model.entry_point,
+            fix="remove entry_point, or set model.type: sklearn (an estimator) or torch (an nn.Module factory)",
+        )
+    for key, names in (("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+        value = getattr(model, key)
+        if value is None:
+            continue
+        if model.type != "torch":
+            raise SpecError(f"model.{key}", f"only model.type torch takes a {key}", got=value, fix=f"remove model.{key}")
+        if ":" in value:
+            load_entry_point(value, f"model.{key}", base_dir)
+        elif value not in names:
+            raise SpecError(
+                f"model.{key}",
+                f"{value!r} is not a {key}{did_you_mean(value, list(names))}",
+                allowed=list(names),
+                got=value,
+                fix=f"use one of the allowed names or a 'module:callable' {key}",
+            )
+    check_model_params(row, task, model.params, problem=problem, factory=factory)
 
 
 def _check_model_type(name: str, task: str) -> None:
@@ -239,6 +290,8 @@ def _check_model_type(name: str, task: str) -> None:
             fix=f"choose a model type for {task}",
         )
     raise SpecError(
+        base_dir = (info.context or {}).get("base_dir")
+        _check_model(self.model, self.task, self.data.problem if self.data else "auto", base_dir)
         "model.type",
         f"{name!r} is not a model type for {task}{did_you_mean(name, known)}",
         allowed=known,

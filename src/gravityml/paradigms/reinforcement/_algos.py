@@ -17,29 +17,17 @@ from typing import Any
 
 from gravityml.compute import Placement
 from gravityml.errors import ComputeError, SpecError
-from gravityml.spec import JobSpec
+from gravityml.spec import MODEL_TYPES, JobSpec
+from gravityml.spec._catalog import SB3_SET
 
-#: model.type -> SB3 class.
-ALGORITHMS: dict[str, str] = {
-    "ppo": "stable_baselines3:PPO",
-    "a2c": "stable_baselines3:A2C",
-    "dqn": "stable_baselines3:DQN",
-    "sac": "stable_baselines3:SAC",
-    "td3": "stable_baselines3:TD3",
-}
-OFF_POLICY = frozenset({"dqn", "sac", "td3"})
-
-#: Action spaces each algorithm supports (SB3's own table: https://stable-baselines3.readthedocs.io/en/master/guide/algos.html).
-ACTION_SPACES: dict[str, tuple[str, ...]] = {
-    "ppo": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-    "a2c": ("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
-    "dqn": ("Discrete",),
-    "sac": ("Box",),
-    "td3": ("Box",),
-}
+# model.type -> SB3 class, off-policy rows and the action spaces of each: all from the model table.
+_SB3 = {n: row for n, row in MODEL_TYPES.items() if row.backend == "sb3"}
+ALGORITHMS: dict[str, str] = {n: row.estimators["algorithm"] for n, row in _SB3.items()}
+OFF_POLICY = frozenset(n for n, row in _SB3.items() if row.off_policy)
+ACTION_SPACES: dict[str, tuple[str, ...]] = {n: row.action_spaces for n, row in _SB3.items()}
 
 #: Constructor arguments the platform sets itself (from env, train.seed and compute).
-RESERVED = frozenset({"env", "device", "seed", "verbose", "tensorboard_log", "_init_setup_model"})
+RESERVED = frozenset(SB3_SET)
 SCHEDULED = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
 ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU"}
 

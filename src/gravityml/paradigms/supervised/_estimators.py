@@ -7,7 +7,7 @@ from typing import Any
 
 from gravityml.errors import TrainingError
 from gravityml.schema import ProblemKind, Schema
-from gravityml.spec import did_you_mean
+from gravityml.spec import MODEL_TYPES, did_you_mean, model_types_where
 
 Factory = Callable[[], Any]
 
@@ -41,18 +41,9 @@ def _regressors() -> dict[str, Factory]:
     }
 
 
+#: The built-in supervised scikit-learn types, from the model table.
 SKLEARN_SUPERVISED = frozenset(
-    {
-        "logistic_regression",
-        "linear_regression",
-        "ridge",
-        "decision_tree",
-        "random_forest",
-        "extra_trees",
-        "hist_gradient_boosting",
-        "svm",
-        "knn",
-    }
+    n for n in model_types_where(backend="sklearn", entry_point=False) if "supervised" in MODEL_TYPES[n].tasks
 )
 
 

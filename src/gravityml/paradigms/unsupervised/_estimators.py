@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from gravityml.errors import TrainingError
 from gravityml.schema import Schema
+from gravityml.spec import model_types_where
+from gravityml.spec._catalog import UNSUPERVISED_OWN
 
 Role = Literal["clusterer", "anomaly_detector", "reducer"]
 
@@ -16,14 +18,8 @@ Role = Literal["clusterer", "anomaly_detector", "reducer"]
 #: "Web-scale k-means clustering"), whose cost per step does not grow with the data.
 MINI_BATCH_ROWS = 10_000
 
-#: Keys of model.params that configure gravityml, not the estimator.
-OWN_PARAMS = {
-    "scale": "standard | none: standardise numeric columns first (default standard)",
-    "n_clusters_range": "[low, high] searched when the cluster count is auto (default [2, 10])",
-    "contamination": "expected share of anomalies in the training rows; sets the threshold",
-    "target_fpr": "share of normal rows allowed to be flagged; sets the threshold (default 0.05)",
-    "mini_batch": "kmeans: true | false | auto (auto: above 10,000 rows)",
-}
+#: Keys of model.params that configure gravityml, not the estimator (from the model table).
+OWN_PARAMS = dict(UNSUPERVISED_OWN)
 
 #: The parameter that holds the cluster count, for the types that take ``auto``.
 CLUSTER_COUNT = {"kmeans": "n_clusters", "agglomerative": "n_clusters", "gaussian_mixture": "n_components"}
@@ -60,19 +56,7 @@ def _recipes() -> dict[str, Recipe]:
     }
 
 
-SKLEARN_UNSUPERVISED = frozenset(
-    {
-        "kmeans",
-        "gaussian_mixture",
-        "dbscan",
-        "hdbscan",
-        "agglomerative",
-        "pca",
-        "isolation_forest",
-        "local_outlier_factor",
-        "one_class_svm",
-    }
-)
+SKLEARN_UNSUPERVISED = model_types_where(backend="sklearn", flavor="unsupervised")
 
 
 def split_params(model_type: str, params: dict[str, Any], n_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
