@@ -185,6 +185,8 @@ class JobSpec(StrictModel):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> JobSpec:
         _check_model_type(self.model.type, self.task)
+        base_dir = (info.context or {}).get("base_dir")
+        _check_model(self.model, self.task, self.data.problem if self.data else "auto", base_dir)
         if self.task == "reinforcement":
             if self.env is None:
                 raise SpecError(
@@ -290,8 +292,6 @@ def _check_model_type(name: str, task: str) -> None:
             fix=f"choose a model type for {task}",
         )
     raise SpecError(
-        base_dir = (info.context or {}).get("base_dir")
-        _check_model(self.model, self.task, self.data.problem if self.data else "auto", base_dir)
         "model.type",
         f"{name!r} is not a model type for {task}{did_you_mean(name, known)}",
         allowed=known,
