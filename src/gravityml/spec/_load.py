@@ -138,10 +138,10 @@ def load_spec(source: str | Path | Mapping[str, Any] | JobSpec) -> JobSpec:
 def spec_json_schema() -> str:
     """The JSON Schema of the job spec, for editors (``# yaml-language-server: $schema=...``)."""
     schema = JobSpec.model_json_schema(mode="validation")
+    _add_params_schemas(schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "gravityml job spec"
     return json.dumps(schema, indent=2, sort_keys=True)
-    _add_params_schemas(schema)
 
 
 def _add_params_schemas(schema: dict[str, Any]) -> None:
