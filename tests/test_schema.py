@@ -21,9 +21,28 @@ def test_valid_rows_are_coerced_in_training_order_extra_columns_dropped() -> Non
     assert out.loc[0, "n"] == 2.5 and out.loc[0, "b"] == 0.0
 
 
-def test_missing_values_are_allowed() -> None:
-    out = SCHEMA.validate(pd.DataFrame({"n": [None], "c": [None], "b": [True]}))
-    assert out["n"].isna().all()
+def test_missing_values_are_allowed_where_training_had_them() -> None:
+    seen = Schema.from_frame(pd.DataFrame({"n": [1.0, None], "c": ["red", None], "b": [True, False]}))
+    assert [c.nullable for c in seen.features] == [True, True, False]
+    out = seen.validate(pd.DataFrame({"n": [None], "c": [None], "b": [True]}))
+    assert out["n"].isna().all() and out["c"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("rows", "column", "row"),
+    [
+        (pd.DataFrame({"n": [1.0, None], "c": ["red", "red"], "b": [True, True]}), "n", 2),
+        (pd.DataFrame({"n": ["1.0", " "], "c": ["red", "red"], "b": [True, True]}), "n", 2),
+        (pd.DataFrame({"n": [1.0], "c": [None], "b": [True]}), "c", 1),
+        (pd.DataFrame({"n": [1.0, 2.0], "c": ["red", "red"], "b": [True, None]}), "b", 2),
+    ],
+)
+def test_an_empty_value_where_the_schema_says_nullable_false_is_refused(rows: pd.DataFrame, column: str, row: int) -> None:
+    # TRAIN has no missing value, so every column's saved schema says nullable: false: imputing
+    # one at predict time would be a guess the model never made in training.
+    assert not any(c.nullable for c in SCHEMA.features)
+    with pytest.raises(SchemaError, match=rf"column '{column}', row {row}: empty value, but the model never saw a missing value there.*To fix: fill column '{column}'"):
+        SCHEMA.validate(rows)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +65,7 @@ def test_empty_input_is_refused() -> None:
 
 
 def test_validating_twice_gives_the_same_frame() -> None:
-    rows = pd.DataFrame({"n": ["1.5", None], "c": ["red", None], "b": ["true", "0"]})
+    rows = pd.DataFrame({"n": ["1.5", "2"], "c": ["red", "blue"], "b": ["true", "0"]})
     once = SCHEMA.validate(rows)
     pd.testing.assert_frame_equal(SCHEMA.validate(once), once)
 

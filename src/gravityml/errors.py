@@ -36,6 +36,7 @@ __all__ = [
     "EnvironmentError_",
     "ExportError",
     "GravityMLError",
+    "GravityMLWarning",
     "InferenceError",
     "ModelError",
     "ModelNotFoundError",
@@ -161,3 +162,8 @@ class ExportError(InferenceError):
 
 class WorkspaceError(GravityMLError):
     """A workspace folder or tracking store that cannot be used."""
+
+
+class GravityMLWarning(UserWarning):
+    """Something the user should hear about that does not stop the job (a model at chance level,
+    documents cut at ``max_tokens``); the same words land in a tag on the run and version."""

@@ -152,6 +152,8 @@ class Schema:
         out = {}
         for col in self.features:
             out[col.name] = _coerce(frame[col.name], col)
+            if not col.nullable:
+                _refuse_missing(frame[col.name], out[col.name], col)
         return pd.DataFrame(out, index=frame.index)
 
 
@@ -175,6 +177,22 @@ def _kind_of(series: pd.Series, *, is_text: bool) -> ColumnKind:
 def _first_bad(series: pd.Series, bad: pd.Series) -> tuple[int, Any]:
     position = int(np.flatnonzero(bad.to_numpy())[0])
     return position + 1, _plain(series.iloc[position])
+
+
+def _refuse_missing(raw: pd.Series, coerced: pd.Series, col: Column) -> None:
+    """An empty value where training saw none is refused: imputing it would be a silent guess."""
+    missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    if col.kind != "text":
+        missing |= coerced.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0]) + 1
+        raise SchemaError(
+            f"column {col.name!r}, row {row}: empty value, but the model never saw a missing value there"
+            f" ({int(missing.sum())} such row{'s' if missing.sum() > 1 else ''}; schema: nullable: false)",
+            allowed="a value in every row" + (" (numbers)" if col.kind == "numeric" else ""),
+            got="an empty value",
+            fix=f"fill column {col.name!r} in the input, or retrain on data where it can be empty",
+        )
 
 
 def _coerce(series: pd.Series, col: Column) -> pd.Series:

@@ -142,3 +142,25 @@ def test_regression_targets_are_refused(tmp_path) -> None:
     frame.to_csv(tmp_path / "r.csv", index=False)
     with pytest.raises(TrainingError, match="predicts classes"):
         _fit(tmp_path, {"type": "label_spreading"}, tmp_path / "r.csv")
+
+
+def test_the_gain_is_also_measured_against_a_logistic_regression_on_the_labelled_rows(tmp_path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    source = _iris_few_labels(tmp_path / "i.csv", per_class=6)
+    result = _fit(tmp_path, {"type": "label_spreading"}, source)
+    m = result.metrics
+    # The baseline, fitted here by hand on the same labelled training rows, scores the same test rows.
+    spec = load_spec({"name": "semi", "task": "semi_supervised", "data": {"source": str(source), "target": "target",
+                      "split": {"test": 0.5, "seed": 1}}, "model": {"type": "label_spreading"}})
+    split = load_dataset(spec).split()
+    features = [c for c in split.train.columns if c != "target"]
+    scaler = StandardScaler().fit(split.train[features])
+    bare = LogisticRegression(max_iter=1000).fit(scaler.transform(split.train[features]), split.train["target"].astype(str))
+    bare_accuracy = float((bare.predict(scaler.transform(split.test[features])) == split.test["target"].astype(str)).mean())
+    assert m["baseline/test/accuracy"] == pytest.approx(bare_accuracy)
+    assert m["semi_supervised/gain_over_baseline"] == pytest.approx(m["test/accuracy"] - bare_accuracy)
+    assert m["semi_supervised/gain"] == pytest.approx(m["test/accuracy"] - m["labelled_only/test/accuracy"])
+    assert "same method on the labelled rows alone" in result.tags["semi_supervised.gain"]
+    assert "logistic regression" in result.tags["semi_supervised.gain_over_baseline"]

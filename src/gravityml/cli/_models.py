@@ -67,11 +67,23 @@ def show(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS."
 def promote(
     ref: str = typer.Argument(..., help="NAME/VERSION to promote."),
     alias: str = typer.Option("production", "--alias", help="Alias to point at the version."),
+    if_better: bool = typer.Option(False, "--if-better", help="Only if it beats the alias's version on --data."),
+    data: str | None = typer.Option(None, "--data", help="Labelled holdout rows for --if-better."),
+    margin: float = typer.Option(0.0, "--margin", help="--if-better: how much better (in the metric's units)."),
+    metric: str | None = typer.Option(None, "--metric", help="--if-better: metric to decide on (accuracy / rmse)."),
 ) -> None:
-    """Point an alias (production, staging, ...) at a version."""
+    """Point an alias (production, staging, ...) at a version (--if-better: only past the gate)."""
     from gravityml.tracking import Workspace
     from gravityml.tracking import promote as promote_
 
+    if if_better or data is not None:
+        from gravityml.cli._lifecycle import gate
+        from gravityml.errors import SpecError
+
+        if data is None:
+            raise SpecError("--data", "--if-better needs labelled holdout rows", got=None, fix="add --data HOLDOUT.csv")
+        gate(ref, alias, data, margin, metric)
+        return
     mv = promote_(Workspace.current(), ref, alias)
     console.print(f"{mv.name}@{alias} -> version {mv.version}")
 

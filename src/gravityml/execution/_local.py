@@ -172,6 +172,10 @@ def run_job(
         for path in result.artifacts:
             run.log_artifact(path, "plots" if Path(path).suffix == ".png" else "reports")
         model_dir = result.model.save(workdir / "model")
+        if dataset is not None:  # the reference profile that `gravityml monitor` compares with
+            from gravityml.models._profile import profile_training
+
+            profile_training(model_dir, result.model, dataset, result.metrics)
         source = run.log_model(model_dir)
         version = register(
             ws,

@@ -7,9 +7,10 @@ when used, so a scikit-learn job never imports torch or Stable-Baselines3.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 
-from gravityml.errors import TrainingError
+from gravityml.errors import GravityMLWarning, TrainingError
 from gravityml.paradigms._base import TrainContext, TrainResult
 from gravityml.spec import MODEL_TYPES
 
@@ -41,8 +42,19 @@ def trainer_for(task: str, model_type: str) -> Callable[[TrainContext], TrainRes
 
 
 def train(ctx: TrainContext) -> TrainResult:
-    """Train the job ``ctx.spec`` describes."""
-    return trainer_for(ctx.spec.task, ctx.spec.model.type)(ctx)
+    """Train the job ``ctx.spec`` describes.
+
+    A model whose test metrics are no better than chance is still returned (and registered), with
+    a :class:`~gravityml.errors.GravityMLWarning` and a ``chance_level`` tag that says why.
+    """
+    from gravityml.paradigms._metrics import chance_level
+
+    result = trainer_for(ctx.spec.task, ctx.spec.model.type)(ctx)
+    reason = chance_level(result.metrics)
+    if reason is not None:
+        result.tags["chance_level"] = reason
+        warnings.warn(f"{ctx.spec.name}: {reason}; check the features, the label and docs/unsupervised.md", GravityMLWarning, stacklevel=2)
+    return result
 
 
 __all__ = ["TRAINERS", "TrainContext", "TrainResult", "train", "trainer_for"]

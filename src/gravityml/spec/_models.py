@@ -166,6 +166,44 @@ class PlacementSpec(StrictModel):
     runs_per_year: float | None = Field(None, gt=0.0, description="How often the job runs (buy-vs-rent).")
 
 
+class MonitorSpec(StrictModel):
+    """When `gravityml monitor` calls recent data drifted (flags override these)."""
+
+    alpha: float = Field(0.01, gt=0.0, lt=1.0, description="Family-wise significance of the drift tests (KS, chi-squared).")
+    psi: float = Field(0.2, ge=0.0, description="Population stability index a drifted column must reach as well.")
+    max_drifted_features: int = Field(0, ge=0, description="Drifted features allowed before the check fails.")
+    missing_rate: float = Field(0.1, ge=0.0, le=1.0, description="Rise of a column's missing rate counted as a violation.")
+    metric_drop: float = Field(0.05, ge=0.0, description="Drop of a test metric (labelled rows) that fails the check.")
+    prediction_drift: bool = Field(True, description="Drift of predictions or confidence fails the check.")
+
+
+class RetrainWhenSpec(StrictModel):
+    """What makes `gravityml lifecycle run` retrain (any one of them)."""
+
+    drift: bool = Field(True, description="The monitor check failed (drift, violations or a metric drop).")
+    age_days: float | None = Field(None, gt=0.0, description="The serving version is older than this.")
+
+
+class PromoteSpec(StrictModel):
+    """The champion/challenger rule: promote only when better beyond the margin with confidence."""
+
+    alias: str = Field("production", description="The alias the champion holds.")
+    metric: str | None = Field(None, description="Metric to decide on (default: accuracy, or rmse for regressors).")
+    margin: float = Field(0.0, ge=0.0, description="How much better the challenger must be (in the metric's units).")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Level of the bootstrap interval of the difference.")
+
+
+class LifecycleSpec(StrictModel):
+    """How `gravityml lifecycle run NAME` keeps the model up to date: monitor, retrain, evaluate, promote."""
+
+    recent: str | None = Field(None, description="Recent rows to monitor (file, folder or s3:// URI).")
+    logs: str | None = Field(None, description="Or a prediction-log folder to monitor.")
+    data: str | None = Field(None, description="Rows to retrain on (default: the recorded data.source).")
+    holdout: str = Field(..., description="Labelled rows both versions are scored on before a promotion.")
+    retrain_when: RetrainWhenSpec = Field(default_factory=RetrainWhenSpec)  # type: ignore[arg-type]
+    promote: PromoteSpec = Field(default_factory=PromoteSpec)  # type: ignore[arg-type]
+
+
 class JobSpec(StrictModel):
     """A whole job. Load one with :func:`gravityml.spec.load_spec`."""
 
@@ -179,6 +217,8 @@ class JobSpec(StrictModel):
     train: TrainSpec = Field(default_factory=TrainSpec)  # type: ignore[arg-type]
     compute: ComputeSpec = Field(default_factory=ComputeSpec)  # type: ignore[arg-type]
     placement: PlacementSpec | None = None
+    monitor: MonitorSpec | None = Field(None, description="Drift thresholds for `gravityml monitor`.")
+    lifecycle: LifecycleSpec | None = Field(None, description="The retrain-and-promote loop (`gravityml lifecycle run`).")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

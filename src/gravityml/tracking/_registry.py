@@ -166,8 +166,76 @@ def promote(workspace: Workspace, ref: str | ModelRef, alias: str) -> ModelVersi
             fix="choose a name such as production or staging",
         )
     mv = resolve(workspace, ref)
+    _record_alias(workspace, mv.name, alias, mv.version)
     workspace.client.set_registered_model_alias(mv.name, alias, str(mv.version))
     return resolve(workspace, ModelRef(mv.name, alias=alias))
+
+
+# ---- alias history and version tags (the champion/challenger gate and rollback) -------------------
+
+ALIAS_HISTORY_PREFIX = f"{LINEAGE_PREFIX}alias_history."
+
+
+def alias_history(workspace: Workspace, name: str, alias: str) -> list[int]:
+    """The versions ``alias`` pointed at, oldest first (kept in a tag of the registered model)."""
+    import json
+
+    tags = dict(workspace.client.get_registered_model(name).tags or {})
+    raw = tags.get(f"{ALIAS_HISTORY_PREFIX}{alias}")
+    return [int(v) for v in json.loads(raw)] if raw else []
+
+
+def _record_alias(workspace: Workspace, name: str, alias: str, version: int) -> None:
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    history = alias_history(workspace, name, alias)
+    if not history:  # aliases set before history was kept: start from what the alias names now
+        try:
+            history = [int(workspace.client.get_model_version_by_alias(name, alias).version)]
+        except MlflowException:
+            history = []
+    if not history or history[-1] != version:
+        history.append(version)
+    workspace.client.set_registered_model_tag(name, f"{ALIAS_HISTORY_PREFIX}{alias}", json.dumps(history[-100:]))
+
+
+def rollback(workspace: Workspace, ref: str | ModelRef) -> tuple[ModelVersion, ModelVersion]:
+    """Point ``NAME@ALIAS`` back at the version it named before; returns (left, restored)."""
+    import json
+
+    from gravityml.errors import ModelError
+
+    ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+    if not ref.alias:
+        raise SpecError("model", f"{str(ref)!r} names no alias", allowed="NAME@ALIAS", got=str(ref),
+                        fix="write e.g. tumor@production")
+    current = resolve(workspace, ref)
+    history = alias_history(workspace, ref.name, ref.alias)
+    while history and history[-1] != current.version:
+        history.pop()  # the alias was moved by hand (outside gravityml): trust where it points now
+    if len(history) < 2:
+        raise ModelError(
+            f"{ref}: no earlier version to roll back to",
+            allowed="an alias promoted at least twice",
+            got=history or [current.version],
+            fix=f"promote the version you want with `gravityml models promote NAME/N --alias {ref.alias}`",
+        )
+    history.pop()
+    previous = resolve(workspace, ModelRef(ref.name, version=history[-1]))
+    workspace.client.set_registered_model_alias(ref.name, ref.alias, str(previous.version))
+    workspace.client.set_registered_model_tag(ref.name, f"{ALIAS_HISTORY_PREFIX}{ref.alias}", json.dumps(history))
+    set_version_tags(workspace, current.ref, {f"lifecycle.rolled_back_from.{ref.alias}": str(previous.version)})
+    return current, resolve(workspace, ref)
+
+
+def set_version_tags(workspace: Workspace, ref: str | ModelRef, tags: Mapping[str, str]) -> ModelVersion:
+    """Set tags on the version ``ref`` names (decisions and evidence about it)."""
+    mv = resolve(workspace, ref)
+    for key, value in tags.items():
+        workspace.client.set_model_version_tag(mv.name, str(mv.version), key, str(value)[:5000])
+    return resolve(workspace, ModelRef(mv.name, version=mv.version))
 
 
 def list_models(workspace: Workspace) -> list[dict[str, Any]]:

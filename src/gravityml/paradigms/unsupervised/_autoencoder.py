@@ -28,8 +28,12 @@ def _network_config(n_inputs: int, params: dict[str, Any]) -> dict[str, Any]:
             got=unknown[0],
             fix="set hidden: [64, 32] and code: 8, and the loop in the train section",
         )
-    hidden = params.get("hidden", [max(4, min(64, 2 * n_inputs))])
-    code = params.get("code", max(2, min(8, n_inputs // 2)))
+    # A narrow network by default: half the inputs wide, a 3-wide code. A wide one (the old default,
+    # 2x the inputs and an 8-wide code) learns to copy its input and reconstructs anomalies too:
+    # on scikit-learn's breast cancer (benign rows, 10% malignant as anomalies, 4 seeds) test ROC
+    # AUC 0.834 against 0.902, and it is no worse on wine and digits (docs/unsupervised.md).
+    hidden = params.get("hidden", [max(4, min(32, n_inputs // 2))])
+    code = params.get("code", 3 if n_inputs >= 6 else max(1, n_inputs // 2))
     if not (isinstance(hidden, list) and all(isinstance(h, int) and h > 0 for h in hidden)):
         raise TrainingError("model.params.hidden: must be a list of layer widths", got=hidden, fix="write hidden: [64, 32]")
     if not (isinstance(code, int) and 0 < code):

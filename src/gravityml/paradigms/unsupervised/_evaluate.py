@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from gravityml.paradigms._metrics import auc_chance_bound
 from gravityml.paradigms._plots import _pyplot, save_figure
 
 #: Silhouette is quadratic in rows; above this it is computed on a seeded sample of them.
@@ -66,6 +67,7 @@ def anomaly_quality(truth: pd.Series, score: np.ndarray, flagged: np.ndarray, po
         top = np.argsort(-s, kind="stable")[:k]
         out.update(
             roc_auc=float(skm.roc_auc_score(y, s)),
+            roc_auc_chance_bound=auc_chance_bound(k, len(y) - k),
             average_precision=float(skm.average_precision_score(y, s)),
             precision_at_k=float(y[top].mean()),
             precision=float(skm.precision_score(y, f, zero_division=0)),
