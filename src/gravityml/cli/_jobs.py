@@ -31,6 +31,10 @@ def train(
         console.print(f"resume    nothing to do: run {result.run_id} had already registered {result.model_ref}; "
                       "it is finished (train without --resume for a new version)")
         return
+    if result.already_registered:
+        console.print(f"resume    nothing to do: run {result.run_id} had already registered {result.model_ref}; "
+                      "it is finished (train without --resume for a new version)")
+        return
     metrics = {k: v for k, v in result.metrics.items() if not k.startswith(("train/", "data/"))}
     console.print(table(f"{result.name}: metrics", ["metric", "value"], sorted(metrics.items())))
     console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from gravityml._files import atomic_write
 from gravityml.errors import DataError
 
 FORMATS = {
@@ -149,22 +148,6 @@ def read_table(source: str, base_dir: Path | None = None, *, role: str = "data.s
         format=fmt,
         size_bytes=len(data),
     )
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write`` on a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_writable(path: str | Path, *, role: str = "output") -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,16 @@ from gravityml.compute import describe_hardware, resolve_device
 from gravityml.data import Catalog, load_dataset
 from gravityml.paradigms import TrainContext, train
 from gravityml.spec import JobSpec, load_spec
-from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace, package_versions, register, start_run
+from gravityml.tracking import (
+    LINEAGE_PREFIX,
+    ModelVersion,
+    TrackedRun,
+    Workspace,
+    finished_run,
+    package_versions,
+    register,
+    start_run,
+)
 from gravityml.execution._placement import (
     enforce,
     plan_job,
@@ -45,6 +53,8 @@ class JobResult:
     workspace: Path
     tracking_uri: str
     lineage: dict[str, str] = field(default_factory=dict)
+    #: ``--resume`` of a run that had already registered its version: nothing was trained again.
+    already_registered: bool = False
 
     @property
     def model_ref(self) -> str:
@@ -122,6 +132,11 @@ def run_job(
     checkpoint_dir = ws.checkpoints_dir / f"{spec.name}-{digest[:12]}"
     run_id_file = checkpoint_dir / "run_id"
     previous_run = run_id_file.read_text().strip() if resume and run_id_file.exists() else None
+    if previous_run is not None:
+        finished = finished_run(ws, previous_run, spec.name)
+        if finished is not None:  # killed after registering: the run is done, train nothing again
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            return _registered_result(spec.experiment_name, ws, finished)
     if not resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +154,7 @@ def run_job(
         **dict(extra_tags or {}),
     }
     tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items()}
-    with tempfile.TemporaryDirectory(prefix="job-", dir=ws.root) as tmp, start_run(
+    with ws.scratch("job") as tmp, start_run(
         ws, spec.experiment_name, run_name=f"{spec.name}-{spec.model.type}", tags=tags, run_id=previous_run
     ) as run:
         run_id_file.write_text(run.run_id)
@@ -198,6 +213,22 @@ def run_job(
         workspace=ws.root,
         tracking_uri=ws.tracking_uri,
         lineage={k: str(v) for k, v in lineage.items()},
+    )
+
+
+def _registered_result(experiment: str, ws: Workspace, version: ModelVersion) -> JobResult:
+    run = ws.client.get_run(version.run_id)
+    return JobResult(
+        name=version.name,
+        version=version.version,
+        run_id=version.run_id,
+        experiment=experiment,
+        metrics=dict(run.data.metrics),
+        artifact_uri=str(run.info.artifact_uri),
+        workspace=ws.root,
+        tracking_uri=ws.tracking_uri,
+        lineage=version.lineage,
+        already_registered=True,
     )
 
 

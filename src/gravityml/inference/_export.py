@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from gravityml._files import publish_dir, staging_dir
 from gravityml.data import load_dataset, read_source, read_table
 from gravityml.errors import ExportError, GravityMLError
 from gravityml.inference._load import load
@@ -195,8 +195,7 @@ def export_model(
         )
     frame = model.prepare(rows.head(MAX_HELD_OUT_ROWS))
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    staging = staging_dir(output)  # named for its writer: a killed export's folder is removed next time
     try:
         fp32 = staging / ("model.fp32.onnx" if quantize else ONNX_FILE)
         try:
@@ -238,9 +237,7 @@ def export_model(
             fp32.unlink()
         report["passed"] = True
         (staging / PARITY).write_text(json.dumps(report, indent=2), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(staging, output)
+        publish_dir(staging, output)  # synced, umask permissions, swapped in whole
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(directory=output, model_file=output / ONNX_FILE, parity=report)

@@ -5,11 +5,13 @@ from gravityml.tracking._registry import (
     ModelRef,
     ModelVersion,
     download,
+    finished_run,
     list_models,
     promote,
     register,
     resolve,
     run_metrics,
+    version_of_run,
     versions,
 )
 from gravityml.tracking._runs import TrackedRun, flatten, package_versions, start_run
@@ -23,6 +25,7 @@ __all__ = [
     "TrackedRun",
     "Workspace",
     "download",
+    "finished_run",
     "flatten",
     "list_models",
     "package_versions",
@@ -31,5 +34,6 @@ __all__ = [
     "resolve",
     "run_metrics",
     "start_run",
+    "version_of_run",
     "versions",
 ]

@@ -128,6 +128,30 @@ def resolve(workspace: Workspace, ref: str | ModelRef) -> ModelVersion:
     raise _not_found(workspace, f"no version {ref.version}", ref, [v.ref for v in known])
 
 
+def version_of_run(workspace: Workspace, run_id: str, name: str | None = None) -> ModelVersion | None:
+    """The version that run ``run_id`` registered (of model ``name``, when given), if there is one."""
+    client = workspace.client
+    found = [mv for mv in client.search_model_versions(f"run_id = '{run_id}'") if name is None or mv.name == name]
+    if not found:
+        return None
+    first = min(found, key=lambda mv: int(mv.version))
+    return _version(client.get_model_version(first.name, first.version))
+
+
+def finished_run(workspace: Workspace, run_id: str, name: str) -> ModelVersion | None:
+    """The version run ``run_id`` registered, if it did: such a run is finished, whatever its status.
+
+    A version is registered only once every artefact of its run is stored, so a run killed after
+    that point lost nothing; it is marked FINISHED here (it may still say RUNNING or KILLED).
+    """
+    version = version_of_run(workspace, run_id, name)
+    if version is not None:
+        client = workspace.client
+        if client.get_run(run_id).info.status != "FINISHED":
+            client.set_terminated(run_id, status="FINISHED")
+    return version
+
+
 def register(
     workspace: Workspace,
     name: str,
@@ -137,14 +161,24 @@ def register(
     tags: Mapping[str, str] | None = None,
     description: str = "",
 ) -> ModelVersion:
-    """A new version of ``name`` pointing at ``source`` (call only once every artefact is stored)."""
+    """A new version of ``name`` pointing at ``source`` (call only once every artefact is stored).
+
+    Idempotent per run: when run ``run_id`` already registered a version of ``name`` (a resumed
+    run, a retried call), that version is returned and no second one is made.
+    """
     from mlflow.exceptions import MlflowException
 
+    existing = version_of_run(workspace, run_id, name)
+    if existing is not None:
+        return existing
     client = workspace.client
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name)
+        try:
+            client.create_registered_model(name)
+        except MlflowException:  # created meanwhile by a command started at the same time
+            client.get_registered_model(name)
     mv = client.create_model_version(
         name,
         source=source,

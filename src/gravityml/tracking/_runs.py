@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gravityml._typing import Metrics, Params, PathLikeStr
+from gravityml.errors import WorkspaceError
 from gravityml.tracking._workspace import Workspace
 
 MAX_PARAM_CHARS = 6000
@@ -109,8 +110,21 @@ class TrackedRun:
             self.log_artifact(target, artifact_path)
 
     def log_model(self, model_dir: Path, artifact_path: str = "model") -> str:
-        """Log a gravityml model folder as an MLflow ``python_function`` model; returns its URI."""
+        """Log a gravityml model folder as an MLflow ``python_function`` model; returns its URI.
+
+        Refused once the run has registered a version: a registered version's files never change.
+        """
         from mlflow.models import Model
+
+        from gravityml.tracking._registry import version_of_run
+
+        registered = version_of_run(self.workspace, self.run_id)
+        if registered is not None:
+            raise WorkspaceError(
+                f"run {self.run_id} already registered {registered.ref}; its model files are not written again",
+                got=self.run_id,
+                fix=f"train without --resume to make a new version, or use {registered.ref}",
+            )
 
         mlmodel = Model(artifact_path=artifact_path, run_id=self.run_id)
         mlmodel.add_flavor(
@@ -127,6 +141,38 @@ class TrackedRun:
         return dict(self._client.get_run(self.run_id).data.metrics)
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread when the process gets SIGTERM inside a run (exit code 143).
+
+    A ``SystemExit`` so that it unwinds every ``finally`` (checkpoints stay, workers are stopped)
+    and the CLI exits with the signal's conventional code, without a traceback.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+@contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (main thread only; else nothing)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def start_run(
     workspace: Workspace,
@@ -136,7 +182,8 @@ def start_run(
     tags: Mapping[str, str] | None = None,
     run_id: str | None = None,
 ) -> Iterator[TrackedRun]:
-    """A run that ends FINISHED, or FAILED (re-raising) when the block raises.
+    """A run that ends FINISHED, FAILED (re-raising) when the block raises, or KILLED when it is
+    interrupted (Ctrl-C, or SIGTERM, which raises :class:`Terminated` inside the block).
 
     ``run_id`` re-opens an existing run (resuming after a crash) instead of creating one.
     """
@@ -147,12 +194,13 @@ def start_run(
     else:
         client.update_run(run_id, status="RUNNING")
     tracked = TrackedRun(workspace, run_id)
-    try:
-        yield tracked
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, status="KILLED")
-        raise
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
+    with _terminate_raises():
+        try:
+            yield tracked
+        except (KeyboardInterrupt, Terminated):
+            client.set_terminated(run_id, status="KILLED")
+            raise
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, status="FINISHED")

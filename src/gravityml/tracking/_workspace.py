@@ -7,18 +7,47 @@ and the registry at a shared MLflow server instead of the embedded SQLite store.
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gravityml._files import pid_alive
 from gravityml.errors import WorkspaceError
+from gravityml.tracking._store import ensure_store
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 DEFAULT_HOME = ".gravityml"
 HOME_ENV = "GRAVITYML_HOME"
+
+
+_SCRATCH = re.compile(r"^[a-z]+-(?P<pid>\d+)-[0-9a-f]{8}$")
+
+
+def scratch_owner(name: str) -> int | None:
+    """The PID that a scratch folder's name records, or None for a name that is not one."""
+    match = _SCRATCH.match(name)
+    return int(match.group("pid")) if match else None
+
+
+def remove_stale_scratch(folder: Path) -> list[Path]:
+    """Remove scratch folders in ``folder`` whose process is no longer running."""
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        pid = scratch_owner(entry.name)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def _quiet_mlflow() -> None:
@@ -67,9 +96,30 @@ class Workspace:
     def ledger_path(self) -> Path:
         return self.root / "ledger.jsonl"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """Working folders of running commands (``job-<pid>-<random>``), removed when they end."""
+        return self.root / "tmp"
+
+    @contextmanager
+    def scratch(self, kind: str = "job") -> Iterator[Path]:
+        """A working folder ``tmp/<kind>-<pid>-<random>``, removed on exit.
+
+        A command killed meanwhile cannot remove its folder; the next command to start one removes
+        every folder whose process is gone (the PID in the name says which).
+        """
+        self.ensure()
+        remove_stale_scratch(self.tmp_dir)
+        path = self.tmp_dir / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+        path.mkdir(parents=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
     def ensure(self) -> Workspace:
         try:
-            for folder in (self.root, self.artifacts_dir, self.checkpoints_dir, self.cache_dir):
+            for folder in (self.root, self.artifacts_dir, self.checkpoints_dir, self.cache_dir, self.tmp_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(
@@ -84,6 +134,8 @@ class Workspace:
         """An MLflow client bound to this workspace's store (no global MLflow state is touched)."""
         self.ensure()
         _quiet_mlflow()
+        if self.embedded:
+            ensure_store(self.root, self.artifacts_dir.as_uri())
         from mlflow.tracking import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -97,12 +149,23 @@ class Workspace:
                 client.restore_experiment(found.experiment_id)
             return str(found.experiment_id)
         location = (self.artifacts_dir / name).as_uri() if self.embedded else None
-        return str(client.create_experiment(name, artifact_location=location))
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException:  # another command created it first (commands started together)
+            again = client.get_experiment_by_name(name)
+            if again is None:
+                raise
+            return str(again.experiment_id)
 
     def ui_command(self, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
         """The ``mlflow ui`` command line that serves this workspace's store."""
         import sys
 
+        if self.embedded:  # built here, atomically, rather than by `mlflow ui` in place
+            self.ensure()
+            ensure_store(self.root, self.artifacts_dir.as_uri())
         command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", self.tracking_uri]
         if self.embedded:
             command += ["--default-artifact-root", self.artifacts_dir.as_uri()]
