@@ -43,15 +43,26 @@ class SklearnModel(GravityModel):
 
     def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.kind == "classifier":
-            proba = self.pipeline.predict_proba(frame)
-            return confidence_frame(proba, self._pipeline_classes(), frame.index)
+            return confidence_frame(self._proba(frame), self._pipeline_classes(), frame.index)
         return interval_frame(np.asarray(self.pipeline.predict(frame)), self.meta.get("interval_half_width"), frame.index)
 
     def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
         if self.kind != "classifier":
             return super()._predict_proba(frame)
-        proba = self.pipeline.predict_proba(frame)
-        return pd.DataFrame(proba, columns=[str(c) for c in self._pipeline_classes()], index=frame.index)
+        return pd.DataFrame(self._proba(frame), columns=[str(c) for c in self._pipeline_classes()], index=frame.index)
+
+    def _proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Class probabilities: ``predict_proba``, or a softmax of ``decision_function`` where the
+        estimator has only that (a logistic of the margin for two classes, as Platt scaling without
+        the fitted slope)."""
+        if hasattr(self.pipeline, "predict_proba"):
+            return np.asarray(self.pipeline.predict_proba(frame), dtype="float64")
+        scores = np.asarray(self.pipeline.decision_function(frame), dtype="float64")
+        if scores.ndim == 1:
+            scores = np.column_stack([-scores, scores]) / 2.0
+        scores = scores - scores.max(axis=1, keepdims=True)
+        exp = np.exp(scores)
+        return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
     def export_onnx(self, path: Path, sample: pd.DataFrame) -> dict[str, Any]:
         from gravityml.models._sklearn_onnx import export_pipeline
@@ -59,6 +70,8 @@ class SklearnModel(GravityModel):
         return export_pipeline(self.pipeline, kind=self.kind, schema=self.schema, path=path)
 
     def _pipeline_classes(self) -> list[Any]:
+        if self.meta.get("label_coded"):  # your own estimator learnt codes 0..k-1 in the schema's order
+            return list(self.schema.classes or ())
         return list(self.pipeline.classes_)
 
     def _save_payload(self, path: Path) -> None:

@@ -41,6 +41,40 @@ def _patch_tree_converter() -> None:
     tree_ensemble.add_node = add_node
 
 
+def _register_boosting_converters(estimator: Any) -> None:
+    """Teach skl2onnx the XGBoost and LightGBM estimators, through onnxmltools' converters.
+
+    The recipe of skl2onnx's own tutorial (https://onnx.ai/sklearn-onnx/auto_tutorial/plot_gexternal_xgboost.html
+    and plot_gexternal_lightgbm.html): a shape calculator from skl2onnx, the converter from onnxmltools.
+    Only the library the estimator comes from is imported.
+    """
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    module = type(estimator).__module__.split(".")[0]
+    options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    if module == "xgboost":
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+        from xgboost import XGBClassifier, XGBRegressor
+
+        update_registered_converter(
+            XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, convert_xgboost, options=options
+        )
+        update_registered_converter(XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, convert_xgboost)
+    elif module == "lightgbm":
+        from lightgbm import LGBMClassifier, LGBMRegressor
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(
+            LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes, convert_lightgbm,
+            options=options,
+        )
+        update_registered_converter(LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, convert_lightgbm)
+
+
 def _is_string_column(kind: str) -> bool:
     return kind in ("categorical", "text")
 
@@ -96,6 +130,15 @@ def convert_pipeline(
             # ONNX's StringNormalizer defaults to the en_US locale, missing on minimal systems.
             all_options[id(transformer)] = {"locale": "C", "tokenexp": TOKEN_REGEX}
     estimator = graph_pipeline.steps[-1][1]
+    if type(estimator).__module__.split(".")[0] in ("xgboost", "lightgbm"):
+        try:
+            _register_boosting_converters(estimator)
+        except ImportError as exc:
+            raise ModelError(
+                f"exporting a {type(estimator).__name__} to ONNX needs onnxmltools",
+                got=str(exc),
+                fix="pip install 'gravityml[boosting]'",
+            ) from None
     if options:
         all_options[id(estimator)] = options
     initial_types = [

@@ -127,4 +127,4 @@ def build_preprocessor(schema: Schema, *, dense: bool) -> Any:
 
 
 def needs_dense(model_type: str) -> bool:
-    return model_type in {"hist_gradient_boosting"}
+    return model_type in {"hist_gradient_boosting", "sklearn"}  # sklearn: your own estimator (boosting libraries, ONNX)

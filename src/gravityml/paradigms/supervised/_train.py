@@ -19,6 +19,7 @@ from gravityml.paradigms._metrics import (
     regression_metrics,
 )
 from gravityml.paradigms.supervised._estimators import build_estimator, build_preprocessor, needs_dense
+from gravityml.paradigms.supervised._own import build_own_estimator, confidence_method, label_codes, unscaled
 
 
 def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
@@ -29,12 +30,21 @@ def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
     dataset = ctx.dataset
     assert dataset is not None and dataset.problem is not None
     schema = dataset.schema()
-    estimator = build_estimator(spec.model.type, dataset.problem, dict(spec.model.params), spec.train.seed)
-    pipeline = Pipeline(
-        [("preprocess", build_preprocessor(schema, dense=needs_dense(spec.model.type))), ("model", estimator)]
-    )
+    target: Any = y
+    if spec.model.entry_point:  # model.type sklearn: the user's own estimator
+        estimator = build_own_estimator(spec, dataset.problem)
+        if dataset.problem == "classification":
+            target = label_codes(y, list(schema.classes or ()))
+    else:
+        estimator = build_estimator(spec.model.type, dataset.problem, dict(spec.model.params), spec.train.seed)
+    preprocess = build_preprocessor(schema, dense=needs_dense(spec.model.type))
+    if spec.model.entry_point and unscaled(estimator) and schema.columns_of("numeric") + schema.columns_of("boolean"):
+        from sklearn.impute import SimpleImputer
+
+        preprocess.set_params(numeric=Pipeline([("simpleimputer", SimpleImputer(strategy="median", keep_empty_features=True))]))
+    pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
     try:
-        pipeline.fit(X, y)
+        pipeline.fit(X, target)
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise TrainingError(
@@ -75,8 +85,13 @@ def train(ctx: TrainContext) -> TrainResult:
     artifacts = []
     if dataset.problem == "classification":
         kind = "classifier"
-        # The estimator's class order is the order of its probability columns: keep that one.
-        schema = replace(schema, classes=tuple(c.item() if hasattr(c, "item") else c for c in pipeline.classes_))
+        # The estimator's class order is the order of its probability columns: keep that one
+        # (an entry-point estimator learnt codes 0..k-1 in the schema's order).
+        if ctx.spec.model.entry_point:
+            meta["label_coded"] = True
+            meta["confidence"] = confidence_method(pipeline.named_steps["model"])
+        else:
+            schema = replace(schema, classes=tuple(c.item() if hasattr(c, "item") else c for c in pipeline.classes_))
         model = SklearnModel(pipeline, kind=kind, schema=schema, meta=meta)
         metrics, artifacts = evaluate_classifier(ctx, model, X_test, y_test, "test", plots=True)
         train_metrics, _ = evaluate_classifier(ctx, model, X_train, y_train, "train", plots=False)
