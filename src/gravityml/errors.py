@@ -58,6 +58,22 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def raised_at(exc: BaseException) -> str:
+    """``" (file.py, line 3)"``: where a user's own code (an entry point, an env) raised ``exc``."""
+    import traceback
+
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f" ({exc.filename}, line {exc.lineno})"
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    return f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+
+
+def user_code_failed(exc: BaseException, doing: str) -> str:
+    """``"importing 'envs.grid' raised RuntimeError: boom (envs/grid.py, line 3)"``: one line about a user's code."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{doing} raised {type(exc).__name__}" + (f": {first}" if first else "") + raised_at(exc)
+
+
 class GravityMLError(Exception):
     """Base of every error a user can cause.
 

@@ -109,3 +109,69 @@ def test_s3_source_reads_from_a_real_s3_compatible_server(tmp_path: Path, monkey
             read_table("s3://lake/tables/missing.csv")
     finally:
         server.stop()
+
+
+# ---- what pandas would accept silently ---------------------------------------------------------
+
+
+def test_a_column_name_given_twice_is_refused_not_renamed(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("id,amount,amount\n1,2,3\n")
+    with pytest.raises(DataError, match=r"the header row names 'amount' more than once \(columns 2, 3\); "
+                                        r"allowed: 'each column name once'; got: \['amount'\]\. To fix: "):
+        read_table(str(path))
+
+
+def test_a_column_really_named_like_a_pandas_rename_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("amount,amount.1\n1,2\n")
+    assert list(read_table(str(path)).frame.columns) == ["amount", "amount.1"]
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity"])
+def test_infinite_numbers_are_refused_naming_column_and_row(tmp_path: Path, cell: str) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(f"a,b\n1,2\n3,{cell}\n5,6\n")
+    with pytest.raises(DataError, match=r"column 'b', row 2: -?inf is not a finite number \(1 such cell in all\); "
+                                        r"allowed: 'finite numbers, or an empty cell for a missing value'"):
+        read_table(str(path), role="input")
+
+
+def test_a_headerless_csv_reads_with_the_columns_named(tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text("1,x,0\n2,y,1\n")
+    frame = read_table(str(path), columns=["a", "b", "y"]).frame
+    assert list(frame.columns) == ["a", "b", "y"] and len(frame) == 2  # the first row is data, not a header
+    with pytest.raises(DataError, match=r"data.columns names 2 columns but the rows hold 3; allowed: '3 names'"):
+        read_table(str(path), columns=["a", "b"])
+
+
+def test_headerless_csv_through_a_spec(tmp_path: Path) -> None:
+    (tmp_path / "rows.csv").write_text("".join(f"{i},{i % 3},{i % 2}\n" for i in range(20)))
+    spec = load_spec({"name": "h", "task": "supervised", "model": {"type": "knn"},
+                      "data": {"source": "rows.csv", "target": "y", "header": False, "columns": ["a", "b", "y"]}})
+    spec = spec.with_base_dir(tmp_path)
+    dataset = load_dataset(spec)
+    assert dataset.features == ["a", "b"] and len(dataset.frame) == 20
+
+
+def test_whole_number_columns_with_blanks_are_found(tmp_path: Path) -> None:
+    from gravityml.data import whole_number_columns
+
+    path = tmp_path / "rows.csv"
+    path.write_text("count,price,full\n3,1.5,1\n,2.0,2\n7,,3\n")
+    frame = read_table(str(path)).frame
+    assert whole_number_columns(frame) == ["count"]  # price has a fraction; full has no blank (already int)
+
+
+def test_outputs_are_checked_before_any_work(tmp_path: Path) -> None:
+    from gravityml.data import check_folder_writable, check_writable
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match=r"folder '.*a-file/sub' cannot be made: '.*a-file' is a file; allowed: "):
+        check_writable(blocker / "sub" / "out.csv")
+    with pytest.raises(DataError, match=r"is a folder; allowed: 'a file name'"):
+        check_writable(tmp_path / "dir.csv") if (tmp_path / "dir.csv").mkdir() is None else None
+    assert check_writable(tmp_path / "new" / "deeper" / "out.csv").name == "out.csv"  # made when written
+    assert check_folder_writable(tmp_path / "new") == tmp_path / "new"

@@ -123,7 +123,12 @@ def test_precision_the_hardware_lacks_is_an_error_naming_what_it_offers() -> Non
         with pytest.raises(ComputeError, match=r"'fp16' is not offered by cpu.*allowed: \['fp64', 'fp32', 'bf16'\]"):
             precision_policy("fp16", cpu)
     assert precision_policy("bf16", cpu).autocast_dtype == "bfloat16"
-    assert precision_policy("fp16", resolve_device("cuda")).needs_scaler if "cuda" in available_accelerators() else True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cuda" not in available_accelerators(), reason="needs a CUDA device")
+def test_fp16_on_cuda_uses_a_gradient_scaler() -> None:
+    assert precision_policy("fp16", resolve_device("cuda")).needs_scaler
 
 
 @pytest.mark.skipif("cuda" in available_accelerators(), reason="this machine has CUDA")

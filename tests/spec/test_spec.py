@@ -53,14 +53,16 @@ def test_unknown_top_level_key_lists_allowed_keys() -> None:
     [
         ({"compute": {"precision": "fp8"}}, r"compute.precision: 'fp8' is not allowed; allowed: \['fp64', 'fp32', 'bf16', 'fp16', 'auto'\]"),
         ({"compute": {"accelerator": "tpu"}}, r"compute.accelerator: 'tpu' is not allowed"),
-        ({"train": {"epochs": 0}}, r"train.epochs: input should be greater than or equal to 1; got: 0"),
+        ({"train": {"epochs": 0}}, r"^train.epochs: must be >= 1; allowed: 'integers >= 1'; got: 0\. To fix: "),
+        ({"train": {"lr": 0}}, r"^train.lr: must be > 0(\.0)?; allowed: 'numbers > 0(\.0)?'; got: 0\. To fix: "),
+        ({"train": {"epochs": "ten"}}, r"^train.epochs: must be an integer; allowed: 'an integer'; got: 'ten'"),
         ({"task": "supervize"}, r"task: 'supervize' is not allowed \(did you mean 'supervised'\?\)"),
         ({"name": "1bad"}, r"name: must start with a letter"),
         ({"data": {"source": "sklearn:iris"}}, r"data.target: a supervised job needs a target column"),
         ({"data": None}, r"data: a supervised job needs data"),
         ({"env": {"id": "CartPole-v1"}}, r"env: only reinforcement jobs take an environment"),
-        ({"model": {"type": "knn", "params": [1]}}, r"model.params: input should be a valid dictionary"),
-        ({"data": {"source": "sklearn:iris", "target": "t", "split": {"test": 1.5}}}, r"data.split.test: input should be less than 1"),
+        ({"model": {"type": "knn", "params": [1]}}, r"model.params: must be a mapping of keys to values; allowed: "),
+        ({"data": {"source": "sklearn:iris", "target": "t", "split": {"test": 1.5}}}, r"data.split.test: must be < 1(\.0)?; allowed: 'numbers < 1(\.0)?'; got: 1.5"),
     ],
 )
 def test_bad_values_are_rejected_with_path_allowed_and_got(over: dict, pattern: str) -> None:
@@ -71,7 +73,7 @@ def test_bad_values_are_rejected_with_path_allowed_and_got(over: dict, pattern: 
 def test_missing_required_key() -> None:
     doc = base()
     del doc["name"]
-    with pytest.raises(SpecError, match=r"^name: is required but missing\. To fix: add name"):
+    with pytest.raises(SpecError, match=r"^name: is required but missing; allowed: 'a value for name'; got: 'nothing'\. To fix: add name"):
         load_spec(doc)
 
 
@@ -114,3 +116,71 @@ def test_round_trip_through_json() -> None:
     spec = load_spec(base(train={"epochs": 3}))
     again = JobSpec.model_validate(json.loads(spec.model_dump_json()))
     assert again == spec
+
+
+# ---- keys given twice, header-less CSVs, catalogs ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        ("name: a\nname: b\ntask: supervised\n", "name", (1, 2)),
+        ("name: a\ntask: supervised\ndata:\n  source: x.csv\n  target: y\n  target: z\n", "target", (5, 6)),
+        ("name: a\ntask: supervised\nmodel: {type: knn, type: svm}\n", "type", (3, 3)),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path, text: str, key: str, lines: tuple) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    pattern = rf"key '{key}' is given twice, at lines {lines[0]} and {lines[1]}; allowed: 'each key once per mapping'"
+    with pytest.raises(SpecError, match=pattern):
+        load_spec(path)
+
+
+def test_the_same_key_in_two_mappings_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text("name: a\ntask: supervised\ndata: {source: sklearn:iris, target: target}\nmodel: {type: knn}\n"
+                    "train: {seed: 1}\ncompute: {accelerator: cpu}\nplacement: {}\n")
+    assert load_spec(path).train.seed == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"header": False}, r"^data.columns: a CSV without a header row needs its column names; allowed: "),
+        ({"columns": ["a", "b"]}, r"^data.columns: names columns of a file that has a header row"),
+        ({"header": False, "columns": ["a", "a", "target"]}, r"^data.columns: names a column twice; allowed: 'each name once'; got: \['a'\]"),
+    ],
+)
+def test_header_and_columns_must_agree(data: dict, pattern: str) -> None:
+    with pytest.raises(SpecError, match=pattern):
+        load_spec(base(data={"source": "rows.csv", "target": "target", **data}))
+
+
+CATALOG = """sites:
+  here: {kind: on_prem, provider: me, region: x, jurisdiction: DE, executor: local,
+         offers: [{name: c, accelerator: cpu, per_node: 2, nodes: 1}]}
+datasets:
+  credit: {uri: sklearn:iris, site: here%s}
+"""
+
+
+def test_catalog_unknown_dataset_key_lists_what_a_dataset_takes(tmp_path: Path) -> None:
+    from gravityml.data import load_catalog
+    from gravityml.errors import CatalogError
+
+    path = tmp_path / "gravityml.yaml"
+    path.write_text(CATALOG % ", sitee: here")
+    with pytest.raises(CatalogError, match=r"datasets.credit.sitee: unknown key 'sitee' \(did you mean 'site'\?\); "
+                                           r"allowed: \[.*'site'.*'uri'\]; got: 'sitee'"):
+        load_catalog(path)
+
+
+def test_catalog_key_given_twice_is_refused(tmp_path: Path) -> None:
+    from gravityml.data import load_catalog
+    from gravityml.errors import CatalogError
+
+    path = tmp_path / "gravityml.yaml"
+    path.write_text(CATALOG % "" + "  credit: {uri: sklearn:wine, site: here}\n")
+    with pytest.raises(CatalogError, match=r"key 'credit' is given twice, at lines 5 and 6; allowed: .*; got: .*To fix"):
+        load_catalog(path)

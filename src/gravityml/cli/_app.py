@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -11,6 +12,10 @@ from typing import Any
 
 import click
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from gravityml.errors import GravityMLError
 
 try:  # typer >= 0.20 carries its own copy of click; accept the exceptions of both
     from typer._click import exceptions as _typer_click
@@ -21,12 +26,8 @@ _EXIT = (click.exceptions.Exit, typer.Exit)
 _ABORT = (click.exceptions.Abort, typer.Abort)
 _CLICK_ERROR = (click.ClickException, _typer_click.ClickException)
 _NO_ARGS = tuple(
-    getattr(m, "NoArgsIsHelpError") for m in (click.exceptions, _typer_click) if hasattr(m, "NoArgsIsHelpError")
+    m.NoArgsIsHelpError for m in (click.exceptions, _typer_click) if hasattr(m, "NoArgsIsHelpError")
 )
-from rich.console import Console
-from rich.table import Table
-
-from gravityml.errors import GravityMLError
 
 app = typer.Typer(
     name="gravityml",
@@ -40,8 +41,8 @@ models_app = typer.Typer(help="List, inspect, promote and compare registered mod
 app.add_typer(models_app, name="models")
 
 console = Console(highlight=False, soft_wrap=True)
-if not console.is_terminal:  # piped output (logs, files): wide enough that tables do not fold
-    console.width = 120
+if not console.is_terminal:  # piped output (logs, files, grep): tables as wide as their longest cell, never cut
+    console.width = 10_000
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _state = {"debug": False}
@@ -57,7 +58,7 @@ def _root(
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     out = Table(title=title, title_justify="left", show_lines=False)
     for column in columns:
-        out.add_column(column)
+        out.add_column(column, overflow="fold")  # a narrow terminal folds a long name; it never cuts it with ...
     for row in rows:
         out.add_row(*(fmt(v) for v in row))
     return out
@@ -86,6 +87,82 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def usage_error(exc: Exception, args: Sequence[str] = ()) -> GravityMLError | None:
+    """click's usage errors (unknown option, bad value, missing argument) in the four-part template."""
+    from gravityml.errors import SpecError
+
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", "gravityml") or "gravityml"
+    fix = f"run `{command} --help` for what it takes"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    name = type(exc).__name__
+    if name == "NoSuchOption":
+        option = getattr(exc, "option_name", "")
+        close = getattr(exc, "possibilities", None) or []
+        hint = f" (did you mean {sorted(close)[0]!r}?)" if close else ""
+        return SpecError(option, f"{command} has no such option{hint}", allowed=sorted(_options_of(ctx)), got=option,
+                         fix=fix)
+    if name == "MissingParameter":
+        param = getattr(exc, "param", None)
+        label = _label(param)
+        return SpecError(label, f"{command} needs {label}", allowed=_type_words(param), got="nothing", fix=fix)
+    if name == "BadParameter" or name == "BadOptionUsage" or name == "BadArgumentUsage":
+        param = getattr(exc, "param", None)
+        label = _label(param) if param is not None else getattr(exc, "option_name", "") or "argument"
+        reason = re.sub(r"^Invalid value for '[^']*':\s*", "", message).rstrip(".")
+        return SpecError(label, reason[:1].lower() + reason[1:], allowed=_type_words(param),
+                         got=_given(label, args), fix=fix)
+    if name == "UsageError":
+        extra = re.search(r"argument[s]?: '?([^']*)'?", message)
+        return SpecError("", f"{command}: {message.rstrip('.')}", allowed="the arguments and options in --help",
+                         got=extra.group(1) if extra else message, fix=fix)
+    return None
+
+
+def _label(param: Any) -> str:
+    if param is None:
+        return "argument"
+    opts = getattr(param, "opts", None) or []
+    longest = max(opts, key=len) if opts else None
+    return longest if longest and longest.startswith("-") else str(getattr(param, "name", "argument")).upper()
+
+
+def _given(label: str, args: Sequence[str]) -> str:
+    """The value the command line gave option ``label`` (``--port 7`` or ``--port=7``)."""
+    for i, arg in enumerate(args):
+        if arg == label and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(label + "="):
+            return arg.split("=", 1)[1]
+    return "(see the command line)"
+
+
+def _options_of(ctx: Any) -> list[str]:
+    command = getattr(ctx, "command", None)
+    return [o for p in getattr(command, "params", []) for o in getattr(p, "opts", []) if o.startswith("--")]
+
+
+def _type_words(param: Any) -> Any:
+    """What a click parameter accepts, in words (choices as a list)."""
+    kind = getattr(param, "type", None)  # click's ParamType; typer >= 0.20 keeps the annotation instead
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    name = getattr(kind, "name", None) or {int: "integer", float: "float", bool: "boolean", str: "text"}.get(
+        annotation, "path" if annotation is not None and "Path" in str(annotation) else "value"
+    )
+    choices = getattr(kind, "choices", None)
+    if choices:
+        return list(choices)
+    low = getattr(param, "min", None) if getattr(kind, "min", None) is None else kind.min
+    high = getattr(param, "max", None) if getattr(kind, "max", None) is None else kind.max
+    noun = {"integer": "integers", "float": "numbers"}.get(name)
+    if noun and (low is not None or high is not None):
+        if low is not None and high is not None:
+            return f"{noun} from {low} to {high}"
+        return f"{noun} >= {low}" if low is not None else f"{noun} <= {high}"
+    return {"integer": "an integer", "float": "a number", "boolean": "true or false", "path": "a path",
+            "text": "text"}.get(name, "a value")
+
+
 def main(argv: Sequence[str] | None = None, *, entry: Callable[..., Any] | None = None) -> None:
     """Entry point: user errors print one line and exit 2; ``--debug`` shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -105,8 +182,11 @@ def main(argv: Sequence[str] | None = None, *, entry: Callable[..., Any] | None 
     except _NO_ARGS:
         sys.exit(0)  # the help text is already printed
     except _CLICK_ERROR as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        usage = usage_error(exc, args)
+        if usage is None:
+            exc.show()
+            sys.exit(exc.exit_code)
+        _fail(usage.message, usage.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:  # a bug of ours, not the user's: say so, keep it to one line

@@ -64,7 +64,8 @@ def validate(job: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
         ("model", f"{spec.model.type} ({row.backend}: {row.summary})"),
         ("data", spec.data.source if spec.data else f"env {spec.env.id or spec.env.entry_point}" if spec.env else ""),
         ("target", spec.data.target if spec.data else ""),
-        ("compute", f"{spec.compute.accelerator} x{spec.compute.devices}, {spec.compute.precision}"),
+        ("compute", f"{spec.compute.accelerator} x{spec.compute.devices}"
+                    + (f", {spec.compute.precision}" if row.backend == "torch" else "")),  # sklearn has no precision
     ]
     if spec.model.entry_point:
         rows.insert(3, ("entry point", spec.model.entry_point))

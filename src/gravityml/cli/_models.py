@@ -46,21 +46,37 @@ def list_() -> None:
 
 
 @models_app.command()
-def show(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS.")) -> None:
-    """Versions of a model (or one version) with metrics and lineage."""
+def show(
+    ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS."),
+    all_versions: bool = typer.Option(False, "--all", help="Every version's table, newest first."),
+) -> None:
+    """The version a reference names (latest for a bare NAME) with metrics and lineage; --all for every version."""
     from gravityml.tracking import ModelRef, Workspace, resolve, run_metrics, versions
 
     ws = Workspace.current()
     parsed = ModelRef.parse(ref)
-    chosen = [resolve(ws, parsed)] if parsed.version or parsed.alias else versions(ws, parsed.name)
-    if not chosen:
-        resolve(ws, parsed)  # raises the not-found error with what exists
-    for mv in chosen:
+    chosen = resolve(ws, parsed)  # raises the not-found error with what exists
+    every = versions(ws, parsed.name)
+    for mv in every if all_versions else [chosen]:
         metrics = run_metrics(ws, mv.run_id)
         headline = {k: v for k, v in metrics.items() if k.startswith("test/")}
         console.print(f"[bold]{mv.ref}[/]  aliases: {', '.join(mv.aliases) or '-'}  created {_when(mv.created_ms)}  run {mv.run_id}")
-        rows = [(k, v) for k, v in sorted(mv.lineage.items())] + sorted(headline.items())
+        lineage = {k: v for k, v in mv.lineage.items() if k != "precision" or _uses_precision(mv.lineage)}
+        rows = [(k, v) for k, v in sorted(lineage.items())] + sorted(headline.items())
         console.print(table(None, ["key", "value"], rows))
+    others = [mv for mv in every if mv.version != chosen.version]
+    if others and not all_versions:
+        listed = ", ".join(f"v{mv.version}" + (f" ({', '.join(mv.aliases)})" if mv.aliases else "") for mv in others[:10])
+        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+        console.print(f"other versions: {listed}{more}; `gravityml models show {parsed.name} --all` shows them all")
+
+
+def _uses_precision(lineage: dict[str, str]) -> bool:
+    """Precision means something only for torch-backed models (a scikit-learn model has no fp32 choice)."""
+    from gravityml.spec import MODEL_TYPES
+
+    row = MODEL_TYPES.get(str(lineage.get("model_type")))
+    return row is None or row.backend == "torch"
 
 
 @models_app.command()

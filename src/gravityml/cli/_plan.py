@@ -73,6 +73,7 @@ def buy_vs_rent_command(
         raise SpecError(
             "placement.runs_per_year",
             "buy-vs-rent needs how often the job runs",
+            allowed="a number of runs per year > 0",
             got=runs,
             fix="pass --runs-per-year N, or set placement.runs_per_year in the spec",
         )

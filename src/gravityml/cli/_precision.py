@@ -49,6 +49,7 @@ def precision(
             raise SpecError(
                 "--model",
                 f"{model!r} is a {loaded.flavor} model; precision compares torch models",
+                allowed=["torch"],
                 got=loaded.flavor,
                 fix="name a model trained with model.type mlp, cnn or text",
             )

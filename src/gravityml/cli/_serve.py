@@ -32,11 +32,15 @@ def serve(
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
     from gravityml.errors import SpecError
-    from gravityml.inference import ServeConfig, serve as serve_
+    from gravityml.inference import ServeConfig
+    from gravityml.inference import serve as serve_
 
     if runtime not in ("native", "onnx"):
         raise SpecError("--runtime", "unknown runtime", allowed=["native", "onnx"], got=runtime,
                         fix="use --runtime native or --runtime onnx")
+    if not 0 <= port <= 65535:  # checked here: uvicorn would fail deep in asyncio with a traceback
+        raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
+                        fix="choose a port such as 8080")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("gravityml.access", "gravityml.serve", "uvicorn.error"):
@@ -75,12 +79,26 @@ def export(
                                    "predictions, relative to their standard deviation)."),
 ) -> None:
     """Export a model to ONNX (optionally int8), checked for parity with the original."""
+    from gravityml.data import check_folder_writable
     from gravityml.errors import SpecError
     from gravityml.inference import export_model
 
     if format != "onnx":
         raise SpecError("--format", "unknown export format", allowed=["onnx"], got=format, fix="use --format onnx")
+    if quantize is not None and quantize != "int8":
+        raise SpecError("--quantize", "unknown quantization", allowed=["int8"], got=quantize,
+                        fix="use --quantize int8, or leave it out for an fp32 export")
+    if not 0.0 <= min_agreement <= 1.0:  # ranges first: the export itself takes minutes
+        raise SpecError("--min-agreement", "is a share of labels", allowed="0.0-1.0", got=min_agreement,
+                        fix="give a share such as 0.995 (99.5% of labels agree)")
+    if not max_diff >= 0.0:
+        raise SpecError("--max-diff", "is a largest difference", allowed="a number >= 0", got=max_diff,
+                        fix="give a difference such as 0.2")
     target = output or Path(f"{ref.replace('/', '-').replace('@', '-')}-onnx{'-' + quantize if quantize else ''}")
+    if target.exists() and not target.is_dir():
+        raise SpecError("--output", f"{str(target)!r} is a file; an export is a folder", allowed="a folder path",
+                        got=str(target), fix="name a new folder (or an export folder to replace)")
+    check_folder_writable(target.parent, role="--output")
     with status(f"exporting {ref} to ONNX"):
         report = export_model(ref, target, quantize=quantize, data=data, min_agreement=min_agreement,  # type: ignore[arg-type]
                               max_diff=max_diff)

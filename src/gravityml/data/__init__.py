@@ -26,10 +26,12 @@ from gravityml.data._io import (
     WRITABLE_FORMATS,
     Table,
     atomic_write,
+    check_folder_writable,
     check_writable,
     format_of,
     read_table,
     resolve_path,
+    whole_number_columns,
     write_table,
 )
 from gravityml.data._sources import SKLEARN_DATASETS, frame_fingerprint, load_sklearn
@@ -60,6 +62,7 @@ __all__ = [
     "Split",
     "Table",
     "atomic_write",
+    "check_folder_writable",
     "check_writable",
     "format_of",
     "frame_fingerprint",
@@ -69,5 +72,6 @@ __all__ = [
     "read_source",
     "read_table",
     "resolve_path",
+    "whole_number_columns",
     "write_table",
 ]

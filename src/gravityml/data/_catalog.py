@@ -328,7 +328,10 @@ def load_catalog(path: str | Path | None = None, *, base_dir: Path | None = None
     except CatalogError:
         raise
     except Exception as exc:  # read_yaml raises SpecError; a catalog's problem is a CatalogError
-        raise CatalogError("", getattr(exc, "what", str(exc)), fix=getattr(exc, "fix", None)) from None
+        raise CatalogError(
+            "", getattr(exc, "what", str(exc)), allowed=getattr(exc, "allowed", None), got=getattr(exc, "got", None),
+            fix=getattr(exc, "fix", None),
+        ) from None
     catalog = parse_catalog(document, path=str(found))
     return _with_base(catalog, found.resolve().parent)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from gravityml.data._io import Table, read_table, resolve_path
+from gravityml.data._io import Table, format_of, read_table, resolve_path
 from gravityml.data._sources import load_sklearn
 from gravityml.errors import DataError
 from gravityml.schema import ProblemKind, Schema
@@ -97,6 +97,7 @@ def _split(frame: pd.DataFrame, fraction: float, seed: int, stratify_on: str | N
     if n_test < 1 or len(frame) - n_test < 1:
         raise DataError(
             f"data.split: {len(frame)} rows cannot be split with a fraction of {fraction}",
+            allowed="at least one row in each part",
             got=len(frame),
             fix="give more rows or change data.split",
         )
@@ -121,9 +122,12 @@ def infer_problem(target: pd.Series, asked: Literal["auto", "classification", "r
     return "regression"
 
 
-def read_source(source: str, base_dir: Path | None = None, images: Any = None) -> Table:
+def read_source(
+    source: str, base_dir: Path | None = None, images: Any = None, columns: list[str] | None = None
+) -> Table:
     """The table behind a ``data.source``: ``sklearn:NAME``, a path, file:// or s3:// URI, or a
-    dataset name from the catalog (``gravityml.yaml``), which resolves to its URI."""
+    dataset name from the catalog (``gravityml.yaml``), which resolves to its URI. ``columns`` names
+    the columns of a CSV without a header row (``data.header: false``)."""
     from gravityml.data._catalog import find_catalog, load_catalog
 
     if "/" not in source and ":" not in source and find_catalog(base_dir) is not None:
@@ -136,15 +140,22 @@ def read_source(source: str, base_dir: Path | None = None, images: Any = None) -
         from gravityml.data._images import load_image_folder  # a folder: one sub-folder per class
 
         return load_image_folder(resolve_path(source, base_dir), size=getattr(images, "size", None), mode=getattr(images, "mode", None))
-    return read_table(source, base_dir)
+    if columns is not None and format_of(source) not in ("csv", "tsv"):
+        raise DataError(
+            f"data.header: false is for CSV and TSV files; {source!r} is {format_of(source)}",
+            allowed=["csv", "tsv"], got=format_of(source), fix="remove data.header and data.columns",
+        )
+    return read_table(source, base_dir, columns=columns)
 
 
 def load_dataset(spec: JobSpec, *, table: Table | None = None) -> Dataset:
     """Read ``spec.data`` and check that the columns it names exist."""
     data = spec.data
     if data is None:
-        raise DataError("this job has no data section", fix="add data: {source: ...}")
-    table = table or read_source(data.source, spec.base_dir, images=data.images)
+        raise DataError("this job has no data section", allowed="a data: section", got=None,
+                        fix="add data: {source: ...}")
+    table = table or read_source(data.source, spec.base_dir, images=data.images,
+                                 columns=None if data.header else data.columns)
     frame = table.frame
     columns = list(frame.columns)
     if data.target is not None and data.target not in columns:
@@ -174,13 +185,15 @@ def load_dataset(spec: JobSpec, *, table: Table | None = None) -> Dataset:
     if not features:
         raise DataError(
             "data: no feature columns are left",
+            allowed="at least one feature column",
             got=columns,
             fix="keep at least one column besides the target",
         )
     keep = features + ([data.target] if data.target else [])
     frame = frame[keep].copy()
     if len(frame) == 0:
-        raise DataError(f"data.source: {data.source!r} has no rows", got=0, fix="give a non-empty dataset")
+        raise DataError(f"data.source: {data.source!r} has no rows", allowed="at least one row", got=0,
+                        fix="give a non-empty dataset")
     problem = None
     if data.target is not None and spec.task in ("supervised", "semi_supervised"):
         labelled = frame[data.target].dropna()

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from gravityml.data import check_writable, read_table, write_table
+from gravityml.data import check_writable, read_table, whole_number_columns, write_table
 from gravityml.errors import DataError
+from gravityml.inference._load import load
 from gravityml.models import GravityModel
 from gravityml.tracking import Workspace
-from gravityml.inference._load import load
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def predict_file(
     if output.exists() and Path(input_path).exists() and output.resolve() == Path(input_path).resolve():
         raise DataError(
             "output would overwrite the input",
+            allowed="an output path other than the input's",
             got=str(output),
             fix="write the predictions to another file",
         )
@@ -61,6 +62,9 @@ def predict_file(
     else:
         table = read_table(str(input_path), role="input")
         scored = score_frame(model, table.frame, proba=proba, keep_input=keep_input)
+        for column in whole_number_columns(table.frame) if keep_input else []:  # 3 stays 3, not 3.0
+            if column in scored.columns and column not in ("prediction", "confidence"):
+                scored[column] = scored[column].astype("Int64")
     write_table(scored, output)
     return BatchResult(model_ref=str(model.meta.get("ref", ref)), rows=len(scored), output=output, columns=list(scored.columns))
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gravityml.errors import EnvironmentError_, ModelError
+from gravityml.errors import EnvironmentError_, ModelError, user_code_failed
 from gravityml.models._base import GravityModel, ModelKind
 from gravityml.schema import Column, Schema
 
@@ -133,6 +133,13 @@ def import_entry_point(entry_point: str, folder: str | Path | None = None) -> An
             fix=f"install the package, or put {module_name.replace('.', '/')}.py beside the job spec"
             + (f" (looked in {folder} and sys.path)" if folder else ""),
         ) from None
+    except Exception as exc:  # the user's module itself raised while importing: their code, named
+        raise EnvironmentError_(
+            "env.entry_point: " + user_code_failed(exc, f"importing {module_name!r}"),
+            allowed="a module that imports without error",
+            got=entry_point,
+            fix="correct that module (rerun with --debug for its traceback)",
+        ) from exc
     target = getattr(module, attr, None)
     if target is None or not callable(target):
         names = sorted(n for n in vars(module) if not n.startswith("_"))
@@ -161,8 +168,16 @@ def make_env(env: dict[str, Any], *, render_mode: str | None = None) -> Any:
         except gym.error.Error as exc:
             raise EnvironmentError_(
                 f"environment {env['id']!r} cannot be made: {exc}",
+                allowed="an id that Gymnasium's registry lists",
                 got=env["id"],
                 fix="use an id that `python -c 'import gymnasium; gymnasium.pprint_registry()'` lists",
+            ) from None
+        except (TypeError, ValueError) as exc:  # the env's constructor refused env.kwargs
+            raise EnvironmentError_(
+                f"environment {env['id']!r} rejected its kwargs: {str(exc).splitlines()[0]}",
+                allowed="the arguments its constructor takes",
+                got=kwargs,
+                fix="correct env.kwargs to the arguments the environment takes",
             ) from None
     factory = import_entry_point(env["entry_point"], env.get("search_path"))
     if render_mode is not None and not _accepts(factory, "render_mode"):
@@ -176,9 +191,17 @@ def make_env(env: dict[str, Any], *, render_mode: str | None = None) -> Any:
     except TypeError as exc:
         raise EnvironmentError_(
             f"environment {env['entry_point']!r} rejected its kwargs: {exc}",
+            allowed="the arguments its constructor takes",
             got=sorted(kwargs),
             fix="correct env.kwargs to the arguments the environment takes",
         ) from None
+    except Exception as exc:  # the user's env raised while being made (a bad kwarg value, a bug of theirs)
+        raise EnvironmentError_(
+            user_code_failed(exc, f"making environment {env['entry_point']!r} with env.kwargs {kwargs}"),
+            allowed="an environment its constructor can make from env.kwargs",
+            got=kwargs,
+            fix="correct env.kwargs, or the environment's constructor (rerun with --debug for its traceback)",
+        ) from exc
 
 
 def _accepts(factory: Any, name: str) -> bool:

@@ -17,16 +17,30 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _sub_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The pydantic model class found by following ``loc`` from ``model`` (None if not a model)."""
+    """The pydantic model class found by following ``loc`` from ``model`` (None if not a model).
+
+    A part of ``loc`` may be a field name, or a key or index into a ``dict[str, Model]`` or
+    ``list[Model]`` field (``datasets.credit.bogus`` in a catalog).
+    """
     current: Any = model
     for part in loc:
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+            container = any(getattr(a, "__origin__", None) in (dict, list) for a in (annotation, *_args(annotation)))
+            current = annotation if container else (_model_in(annotation) or annotation)
+        elif _model_in(current) is not None:  # a container of models: this part is its key or index
+            current = _model_in(current)
+        else:
             return None
-        field = current.model_fields.get(str(part))
-        if field is None:
-            return None
-        current = _model_in(field.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    found = current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    return found
+
+
+def _args(annotation: Any) -> tuple[Any, ...]:
+    return tuple(getattr(annotation, "__args__", ()) or ())
 
 
 def _model_in(annotation: Any) -> Any:
@@ -61,7 +75,8 @@ def spec_error_from(exc: ValidationError, model: type[BaseModel], error_cls: typ
             fix="remove it or correct its spelling",
         )
     if kind == "missing":
-        return error_cls(path, "is required but missing", fix=f"add {path}")
+        return error_cls(path, "is required but missing", allowed=f"a value for {path}", got="nothing",
+                         fix=f"add {path}")
     if kind in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'\"") for o in expected.replace(" or ", ",").split(",") if o.strip()]
@@ -76,12 +91,70 @@ def spec_error_from(exc: ValidationError, model: type[BaseModel], error_cls: typ
         return error_cls(
             path,
             "must start with a letter and hold only letters, digits, '_', '.', '-' (at most 100)",
+            allowed="a letter, then letters, digits, '_', '.', '-' (at most 100)",
             got=got,
             fix="rename it",
         )
     if isinstance(got, Mapping):
         got = dict(got)
-    return error_cls(path, err["msg"].lower(), got=got, fix=f"correct {path or 'the document'}")
+    if kind in _BOUNDS and "ctx" in err:
+        bound = next(iter(ctx.values()))
+        noun = _NOUNS.get(kind.split("_")[0], "values")
+        if noun == "numbers" and _field_is_int(model, loc):
+            noun = "integers"
+        allowed = f"{noun} {_BOUNDS[kind]} {bound}"
+        return error_cls(path, f"must be {_BOUNDS[kind]} {bound}", allowed=allowed, got=got,
+                         fix=f"set {path} to {_BOUNDS[kind]} {bound}")
+    if kind in _TYPES:
+        return error_cls(path, f"must be {_TYPES[kind]}", allowed=_TYPES[kind], got=got,
+                         fix=f"set {path} to {_TYPES[kind]}")
+    if kind == "value_error":  # a validator of ours raised: its message already says what is wrong
+        message = str(ctx.get("error") or err["msg"]).removeprefix("Value error, ")
+        return error_cls(path, message, allowed="see the spec reference (gravityml spec-schema)", got=got,
+                         fix=f"correct {path or 'the document'}")
+    return error_cls(path, err["msg"].lower(), allowed=_ALLOWED.get(kind, "see `gravityml spec-schema`"), got=got,
+                     fix=f"correct {path or 'the document'}")
+
+
+def _field_is_int(model: type[BaseModel], loc: tuple[Any, ...]) -> bool:
+    parent = _sub_model(model, loc[:-1]) if loc else None
+    field = parent.model_fields.get(str(loc[-1])) if parent else None
+    if field is None:
+        return False
+    args = getattr(field.annotation, "__args__", None) or (field.annotation,)
+    return int in args and float not in args
+
+
+# pydantic's error kinds (https://docs.pydantic.dev/latest/errors/validation_errors/) in words.
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+    "too_short": "at least",
+    "too_long": "at most",
+    "string_too_short": "at least",
+    "string_too_long": "at most",
+}
+_NOUNS = {"too": "items:", "string": "characters:", "greater": "numbers", "less": "numbers"}
+_TYPES = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping of keys to values",
+    "model_type": "a mapping of keys to values",
+    "model_attributes_type": "a mapping of keys to values",
+    "tuple_type": "a list",
+    "none_required": "nothing (null)",
+}
+_ALLOWED: dict[str, str] = {}
 
 
 def parse_spec(document: Mapping[str, Any], *, base_dir: Path | None = None) -> JobSpec:
@@ -90,6 +163,7 @@ def parse_spec(document: Mapping[str, Any], *, base_dir: Path | None = None) -> 
         raise SpecError(
             "",
             "a job spec must be a mapping of keys to values",
+            allowed="a mapping (name: ..., task: ...)",
             got=type(document).__name__,
             fix="start the file with 'name:' and 'task:' lines",
         )
@@ -100,25 +174,76 @@ def parse_spec(document: Mapping[str, Any], *, base_dir: Path | None = None) -> 
     return spec.with_base_dir(base_dir or Path.cwd())
 
 
+class DuplicateKey(Exception):
+    """A mapping in a YAML document names the same key twice (``first``/``second``: 1-based lines)."""
+
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, not "last wins"."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKey(str(key), seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path, what: str = "job spec") -> Any:
+    """The document in ``path``: a mapping, list or scalar. A key given twice is refused (naming both lines)."""
     if not path.exists():
         raise SpecError(
-            "", f"{what} {str(path)!r} does not exist", got=str(path), fix="check the path"
+            "", f"{what} {str(path)!r} does not exist", allowed="an existing YAML file", got=str(path),
+            fix="check the path",
         )
     if path.is_dir():
-        raise SpecError("", f"{what} {str(path)!r} is a folder", got=str(path), fix="name a YAML file")
+        raise SpecError(
+            "", f"{what} {str(path)!r} is a folder", allowed="a YAML file", got=str(path), fix="name a YAML file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKey as exc:
+        raise SpecError(
+            "",
+            f"{path}: key {exc.key!r} is given twice, at lines {exc.first} and {exc.second}",
+            allowed="each key once per mapping",
+            got=f"{exc.key!r} at lines {exc.first} and {exc.second}",
+            fix=f"keep one of the two {exc.key!r} lines (YAML would silently use the last)",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError("", f"{path} is not valid YAML{where}: {problem}", fix="correct the YAML syntax") from None
+        raise SpecError(
+            "", f"{path} is not valid YAML{where}: {problem}", allowed="YAML (https://yaml.org/spec/1.2.2/)",
+            got=problem, fix="correct the YAML syntax",
+        ) from None
     except UnicodeDecodeError:
-        raise SpecError("", f"{path} is not UTF-8 text", fix="save it as UTF-8") from None
+        raise SpecError(
+            "", f"{path} is not UTF-8 text", allowed="UTF-8 text", got="other bytes", fix="save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise SpecError(
+            "", f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}", allowed="a readable file",
+            got=str(path), fix="check the file's permissions",
+        ) from None
     if document is None:
-        raise SpecError("", f"{what} {str(path)!r} is empty", got="", fix="write a spec in it")
+        raise SpecError(
+            "", f"{what} {str(path)!r} is empty", allowed="a YAML mapping", got="", fix="write a spec in it"
+        )
     return document
 
 

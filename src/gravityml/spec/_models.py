@@ -69,7 +69,32 @@ class DataSpec(StrictModel):
     )
     text: str | None = Field(None, description="A column of free text (for text models).")
     images: ImagesSpec | None = Field(None, description="How an image folder source is read.")
+    header: bool = Field(True, description="Whether a CSV/TSV source starts with a header row (false: name "
+                         "the columns in data.columns).")
+    columns: list[str] | None = Field(None, description="Column names of a CSV/TSV source without a header row.")
     split: SplitSpec = Field(default_factory=SplitSpec)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _columns_name_a_headerless_file(self) -> DataSpec:
+        if not self.header and not self.columns:
+            raise SpecError(
+                "data.columns", "a CSV without a header row needs its column names",
+                allowed="a list of names, one per column", got=self.columns,
+                fix="add data.columns: [name1, name2, ...] (in the file's order)",
+            )
+        if self.header and self.columns:
+            raise SpecError(
+                "data.columns", "names columns of a file that has a header row",
+                allowed="data.columns only with data.header: false", got=self.columns,
+                fix="remove data.columns, or set data.header: false if the file has no header row",
+            )
+        repeated = sorted({c for c in self.columns or [] if (self.columns or []).count(c) > 1})
+        if repeated:
+            raise SpecError(
+                "data.columns", "names a column twice", allowed="each name once", got=repeated,
+                fix="give every column its own name",
+            )
+        return self
 
 
 class EnvSpec(StrictModel):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gravityml.errors import SpecError
+from gravityml.errors import SpecError, user_code_failed
 from gravityml.spec._catalog import MODEL_TYPES, ModelType
 
 _NO_DEFAULT = "(required)"
@@ -85,6 +85,14 @@ def load_entry_point(entry_point: str, path: str = "model.entry_point", base_dir
                 fix=f"install the package that provides {exc.name!r}, or put it beside the spec "
                 "or on PYTHONPATH",
             ) from None
+        except Exception as exc:  # the user's module itself raised while importing: their code, named
+            raise SpecError(
+                path,
+                user_code_failed(exc, f"importing {module_name!r}"),
+                allowed="a module that imports without error",
+                got=entry_point,
+                fix="correct that module (rerun with --debug for its traceback)",
+            ) from exc
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):

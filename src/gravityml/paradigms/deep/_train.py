@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gravityml.data import Dataset
-from gravityml.errors import TrainingError
+from gravityml.errors import SpecError, TrainingError
 from gravityml.models._nets import DEFAULTS, build_network
 from gravityml.models._torch import TorchEncoder, TorchModel, image_layout
 from gravityml.paradigms import _plots
@@ -164,7 +164,17 @@ def build(prep: Prepared, seed: int) -> Any:
     import torch
 
     seed_everything(seed)
-    network = build_network(prep.config)
+    try:
+        network = build_network(prep.config)
+    except (RuntimeError, ValueError, TypeError) as exc:  # torch refused a size from model.params (hidden: [-4])
+        params = {k: v for k, v in dict(prep.config.get("params") or {}).items()}
+        raise SpecError(
+            "model.params",
+            f"the {prep.arch} network cannot be built: {str(exc).splitlines()[0]}",
+            allowed="positive layer sizes and counts, dropout in [0, 1)",
+            got=params,
+            fix="correct model.params (see `gravityml validate JOB.yaml` for each parameter)",
+        ) from None
     if hasattr(network, "standardize"):
         fill, mean, std = _stats(prep.arch, prep.X_train)
         with torch.no_grad():
