@@ -19,6 +19,8 @@ is what the CLI prints before it exits with code 2.
      ├── PlacementError         no site can take the job
      │    ├── PolicyError       a site that policy forbids for the job's data
      │    └── BudgetError       a forecast or metered cost over what remains of a budget
+     ├── ExecutorError          a site's cluster that cannot be reached, refuses, or is missing
+     │    └── JobFailedError    a job that failed, or was stopped, on a site's cluster
      ├── InferenceError         a bad inference request (shape, datatype, unknown tensor)
      │    └── ExportError       an export that failed, or whose parity check failed
      └── WorkspaceError         a workspace or tracking store that cannot be used
@@ -34,10 +36,12 @@ __all__ = [
     "ComputeError",
     "DataError",
     "EnvironmentError_",
+    "ExecutorError",
     "ExportError",
     "GravityMLError",
     "GravityMLWarning",
     "InferenceError",
+    "JobFailedError",
     "ModelError",
     "ModelNotFoundError",
     "PlacementError",
@@ -166,6 +170,14 @@ class PolicyError(PlacementError):
 
 class BudgetError(PlacementError):
     """A cost (forecast or metered) over what remains of a budget."""
+
+
+class ExecutorError(GravityMLError):
+    """A site that cannot run the job: no executor, an unreachable or refusing cluster, a bad job id."""
+
+
+class JobFailedError(ExecutorError):
+    """A job that ended FAILED or STOPPED on a site's cluster (its last log lines are on the run)."""
 
 
 class InferenceError(GravityMLError):

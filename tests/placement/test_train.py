@@ -13,8 +13,8 @@ import yaml
 
 CATALOG = {
     "sites": {
-        "vault": {
-            "kind": "on_prem", "jurisdiction": "DE", "certifications": ["pci-dss"],
+        "vault": {  # this machine is in the vault
+            "kind": "on_prem", "jurisdiction": "DE", "certifications": ["pci-dss"], "executor": "local",
             "offers": [{"name": "cpu-8", "accelerator": "cpu", "per_node": 8,
                         "owned": {"purchase_usd": 20000, "lifetime_years": 4, "utilisation": 0.5, "power_kw": 0.4}}],
         },
@@ -127,7 +127,11 @@ def test_a_run_over_its_cap_stops_after_a_checkpoint_and_resumes_when_the_budget
     module.train = _loop_trainer  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "gravityml_test_loop", module)
     monkeypatch.setitem(TRAINERS, ("supervised", "sklearn"), "gravityml_test_loop:train")
-    (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump({**CATALOG, "budgets": {}, "datasets": {}}))
+    # This machine stands in for the pricey site here (executor: local), so the run is metered at its rate.
+    sites = {name: {k: v for k, v in site.items() if k != "executor"} for name, site in CATALOG["sites"].items()}
+    sites["burst"]["executor"] = "local"
+    (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump({**CATALOG, "sites": sites, "budgets": {},
+                                                             "datasets": {}}))
     # 3600 $/h is 1 $/s: a 0.36 $ forecast fits the 0.5 $ cap, the loop's 1.5 s does not.
     estimate = {"hours": 0.0001, "hardware": "cpu", "devices": 8}
     small = write_spec(tmp_path / "iris.yaml", placement={"budget_usd": 0.5, "estimate": estimate})

@@ -19,18 +19,18 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint of this job."),
     site: str | None = typer.Option(None, "--site", help="Run on this site of the catalog (policy still applies)."),
     catalog: Path | None = typer.Option(None, "--catalog", help="Catalog file (default: gravityml.yaml beside the job)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Place the job and say what would run it; record nothing."),
 ) -> None:
     """Train a job, track the run in MLflow and register a new model version."""
     from gravityml.execution import run_job
     from gravityml.spec import load_spec
 
     spec = load_spec(job)
+    if dry_run:
+        _dry_run(spec, site, catalog)
+        return
     with status(f"training {spec.name} ({spec.task}, {spec.model.type})"):
         result = run_job(spec, resume=resume, site=site, catalog=catalog)
-    if result.already_registered:
-        console.print(f"resume    nothing to do: run {result.run_id} had already registered {result.model_ref}; "
-                      "it is finished (train without --resume for a new version)")
-        return
     if result.already_registered:
         console.print(f"resume    nothing to do: run {result.run_id} had already registered {result.model_ref}; "
                       "it is finished (train without --resume for a new version)")
@@ -42,12 +42,32 @@ def train(
     console.print(f"run       {result.run_id} in experiment {result.experiment!r}")
     console.print(f"placement {result.lineage.get('site')} ({result.lineage.get('jurisdiction')}, "
                   f"{result.lineage.get('offer')}), forecast {result.lineage.get('forecast_usd')} $")
+    ran = result.lineage
+    console.print(f"ran at    {ran.get('site')} on {ran.get('executor')}"
+                  + (f" {ran.get('cluster')} node {ran.get('ray_node_id', '')[:12]} job {ran.get('ray_job_id')}"
+                     if ran.get("executor") == "ray" else "") + f", host {ran.get('host')}")
     console.print(f"artefacts {result.artifact_uri}")
     console.print(f"data      {result.lineage.get('data_uri')} ({result.lineage.get('data_fingerprint')[:23]}...)"
                   if result.lineage.get("data_fingerprint") else f"data      {result.lineage.get('data_uri')}")
     console.print(f"store     {result.tracking_uri}")
     console.print(f"next      gravityml predict {result.name} ROWS.csv -o scored.csv | gravityml models show "
                   f"{result.name} | gravityml ui")
+
+
+def _dry_run(spec: object, site: str | None, catalog: Path | None) -> None:
+    from gravityml.errors import ExecutorError
+    from gravityml.execution import executor_for, place
+
+    placed = place(spec, site=site, catalog=catalog)  # type: ignore[arg-type]
+    c = placed.candidate
+    console.print(f"placement {c.site} ({placed.site.jurisdiction}, {c.offer}, {c.market}), forecast "
+                  f"{c.total_usd:.4f} $, {c.finish_hours:.3g} h")
+    try:
+        executor = executor_for(placed)
+        where = placed.site.executor or placed.site.launcher
+        console.print(f"executor  {executor.kind} ({where}); dry run: nothing submitted, nothing recorded")
+    except ExecutorError as exc:
+        console.print(f"executor  none: {exc.what}; dry run: nothing recorded")
 
 
 @app.command()

@@ -3,18 +3,23 @@
 Three sections, validated like a job spec (unknown keys and bad values are errors with a path):
 
 - ``sites``: on-prem data centres and cloud regions, their jurisdiction, certifications, hardware
-  offers with prices, egress price, bandwidth to other sites, storage price, and how to reach their
-  executor (``local`` or a Ray address).
+  offers with prices, egress price, bandwidth to other sites, storage price, their object store and
+  artefact store, and what runs their jobs: ``executor: local`` (this machine is at that site; one
+  site at most), the address of the site's Ray cluster (``http://HOST:8265`` job server, or
+  ``ray://HOST:10001``), ``launcher: skypilot`` (a cluster launched per job), or nothing (the site
+  is planned and priced, never run on).
 - ``datasets``: a name for a URI, its home site, its size and its tags (``financial``, ``pii``).
 - ``policies``: which constraints data with some tags carries (site kinds, jurisdictions,
   certifications, whether it may be copied off its home site).
 
-and ``budgets``: a cap in USD per experiment.
+and ``budgets``: a cap in USD per experiment; ``tracking_uri``: the MLflow server every site reports
+to. Nothing in a catalog is a secret: credentials are named by environment variable.
 
 The file is looked up, first found wins: an explicit path; ``$GRAVITYML_CATALOG``;
 ``gravityml.yaml`` beside the job file; in the current folder; in the workspace
-(``$GRAVITYML_HOME``). With no catalog there is one site, ``local``: this machine; a catalog
-has it too (first, free, jurisdiction unknown) unless it says ``include_local: false``.
+(``$GRAVITYML_HOME``). With no catalog there is one site, ``local``: this machine; a catalog has
+it too (first, free, jurisdiction unknown) unless it says ``include_local: false`` or one of its
+sites says ``executor: local`` (then that site is this machine).
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from gravityml.errors import CatalogError
 from gravityml.spec import StrictModel, did_you_mean, read_yaml, spec_error_from
@@ -38,12 +43,17 @@ HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 #: Members of the blocs a policy may name instead of listing countries (ISO 3166-1 alpha-2).
 #: EU: https://european-union.europa.eu/principles-countries-history/eu-countries_en ; the EEA adds
 #: Iceland, Liechtenstein and Norway.
-_EU = (
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE"
-).split()
+_EU = ["AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE"]
 BLOCS: dict[str, frozenset[str]] = {"EU": frozenset(_EU), "EEA": frozenset(_EU + ["IS", "LI", "NO"])}
 
 SiteKind = Literal["on_prem", "cloud"]
+#: Certification names, compared case-insensitively (``PCI-DSS`` holds ``pci-dss``).
+Certifications = Annotated[list[str], AfterValidator(lambda names: [n.lower() for n in names])]
+#: What ``executor: local`` means: this machine is at that site.
+LOCAL_EXECUTOR = "local"
+#: Seconds to reach a site's cluster before the job is refused (``connect_timeout_s`` per site).
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+_EXECUTOR_SCHEMES = ("http://", "https://", "ray://")
 
 
 class CloudPrice(StrictModel):
@@ -88,6 +98,7 @@ class Offer(StrictModel):
     nodes_available: int | None = Field(None, ge=0, description="Nodes free now (default: all).")
     queue_wait_hours: float = Field(0.0, ge=0.0, description="Expected wait when too few nodes are free.")
     provisioning_hours: float = Field(0.0, ge=0.0, description="Lead time before a node is ready.")
+    memory_gb: float | None = Field(None, gt=0.0, description="Memory a job asks of the site's cluster.")
     cloud: CloudPrice | None = None
     owned: OwnedCost | None = None
 
@@ -104,6 +115,28 @@ class Offer(StrictModel):
         return self.owned.hourly_usd
 
 
+class SiteStorage(StrictModel):
+    """A site's S3-compatible object store: its endpoint, and the environment variables of its keys."""
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint (default: the provider's own).")
+    region: str | None = None
+    access_key_env: str | None = Field(None, description="Name of the variable that holds the access key id.")
+    secret_key_env: str | None = Field(None, description="Name of the variable that holds the secret key.")
+
+    def env(self, source: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The AWS_* variables a job on the site reads the store with (keys taken from ``source``)."""
+        source = os.environ if source is None else source
+        out: dict[str, str] = {}
+        if self.endpoint_url:
+            out["AWS_ENDPOINT_URL"] = self.endpoint_url
+        if self.region:
+            out["AWS_DEFAULT_REGION"] = self.region
+        for name, target in ((self.access_key_env, "AWS_ACCESS_KEY_ID"), (self.secret_key_env, "AWS_SECRET_ACCESS_KEY")):
+            if name and name in source:
+                out[target] = source[name]
+        return out
+
+
 class Site(StrictModel):
     """An on-prem data centre or a cloud region."""
 
@@ -111,14 +144,35 @@ class Site(StrictModel):
     provider: str = ""
     region: str = ""
     jurisdiction: str = Field(..., min_length=2, description="ISO country code (DE, US) where the site is.")
-    certifications: list[str] = Field(default_factory=list)
-    executor: str = Field(LOCAL_SITE, description="'local', or a Ray address (ray://host:10001).")
+    certifications: Certifications = Field(default_factory=list, description="Compared case-insensitively.")
+    executor: str | None = Field(
+        None,
+        description="'local' (this machine is at the site), the site's Ray job server (http://host:8265) or "
+        "Ray Client address (ray://host:10001); none: planned and priced, never run.",
+    )
+    launcher: Literal["skypilot"] | None = Field(None, description="Launch a cluster per job (clouds).")
+    python: str = Field("python", description="The interpreter that runs the job on the site's cluster.")
+    workspace: str | None = Field(None, description="Folder on the site's nodes for checkpoints and the ledger.")
+    connect_timeout_s: float = Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0.0, le=600.0)
+    auth_token_env: str | None = Field(None, description="Variable holding the cluster's Ray auth token.")
+    storage: SiteStorage | None = None
+    artifact_location: str | None = Field(None, description="Where models trained here are stored (s3://...).")
     egress_usd_per_gb: float = Field(0.0, ge=0.0, description="Price of moving data out of this site.")
     bandwidth_gbps: dict[str, float] = Field(
         default_factory=dict, description="Bandwidth to other sites by name; key 'default' for the rest."
     )
     storage_usd_per_gb_month: float = Field(0.0, ge=0.0)
     offers: list[Offer] = Field(..., min_length=1)
+
+    @field_validator("jurisdiction")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def runnable(self) -> bool:
+        """Whether jobs can run here (this machine, a cluster, or a launcher), not only be planned."""
+        return self.executor is not None or self.launcher is not None
 
     def offer(self, name: str) -> Offer:
         for offer in self.offers:
@@ -143,9 +197,14 @@ class Policy(StrictModel):
     tags: list[str] = Field(..., min_length=1)
     site_kinds: list[SiteKind] | None = None
     jurisdictions: list[str] | None = Field(None, description="Countries or blocs (EU, EEA).")
-    certifications: list[str] = Field(default_factory=list, description="All of these are required.")
+    certifications: Certifications = Field(default_factory=list, description="All of these are required.")
     may_copy: bool = Field(True, description="Whether the data may leave its home site.")
     description: str = ""
+
+    @field_validator("jurisdictions")
+    @classmethod
+    def _upper(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [j.upper() for j in value]
 
     def applies_to(self, tags: list[str] | tuple[str, ...] | frozenset[str]) -> bool:
         return bool(set(self.tags) & set(tags))
@@ -163,17 +222,25 @@ class Catalog(StrictModel):
     policies: list[Policy] = Field(default_factory=list)
     budgets: dict[str, Budget] = Field(default_factory=dict, description="Per experiment.")
     include_local: bool = Field(
-        True, description="Add this machine as site 'local' (free, no certifications) unless named."
+        True, description="Add this machine as site 'local' (free, no certifications) unless a site is it."
     )
+    tracking_uri: str | None = Field(None, description="The MLflow server every site reports to.")
     path: str | None = Field(None, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
     def _add_local(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("include_local", True) and isinstance(data.get("sites"), dict):
-            if LOCAL_SITE not in data["sites"]:
-                data = {**data, "sites": {LOCAL_SITE: _local_site(), **data["sites"]}}
+            sites = data["sites"]
+            claimed = any(isinstance(s, Mapping) and s.get("executor") == LOCAL_EXECUTOR for s in sites.values())
+            if LOCAL_SITE not in sites and not claimed:
+                data = {**data, "sites": {LOCAL_SITE: _local_site(), **sites}}
         return data
+
+    @property
+    def here(self) -> str | None:
+        """The site this machine is at (``executor: local``), if any."""
+        return next((n for n, s in self.sites.items() if s.executor == LOCAL_EXECUTOR), None)
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
@@ -187,7 +254,17 @@ class Catalog(StrictModel):
                     got=ds.site,
                     fix="name one of the sites",
                 )
+        here = [n for n, s in self.sites.items() if s.executor == LOCAL_EXECUTOR]
+        if len(here) > 1:
+            raise CatalogError(
+                "sites",
+                "'executor: local' means this machine is at that site, and it is at one site at most",
+                got=here,
+                fix="keep 'executor: local' on the site this machine is in; give the others their Ray cluster's "
+                "address (http://HOST:8265), 'launcher: skypilot', or no executor (planned and priced only)",
+            )
         for sname, site in self.sites.items():
+            _check_site(sname, site)
             _check_offers(sname, site)
             for other in site.bandwidth_gbps:
                 if other != "default" and other not in self.sites:
@@ -219,6 +296,41 @@ class Catalog(StrictModel):
             if value is not None:
                 return value
         return DEFAULT_BANDWIDTH_GBPS
+
+
+def _check_site(name: str, site: Site) -> None:
+    """What the field types cannot say: executor forms, a country (not a bloc), queue waits that apply."""
+    ex = site.executor
+    if ex is not None and ex != LOCAL_EXECUTOR and not ex.startswith(_EXECUTOR_SCHEMES):
+        raise CatalogError(
+            f"sites.{name}.executor",
+            "an executor is 'local' or the address of the site's Ray cluster",
+            allowed=["local", "http://HOST:8265", "https://HOST", "ray://HOST:10001"],
+            got=ex,
+            fix="give the job server's address (ray start --head prints it), or leave executor out",
+        )
+    if ex is not None and site.launcher is not None:
+        raise CatalogError(
+            f"sites.{name}", "a site has a standing cluster (executor) or a launcher, not both",
+            got={"executor": ex, "launcher": site.launcher}, fix="keep one of them",
+        )
+    if site.jurisdiction in BLOCS:
+        raise CatalogError(
+            f"sites.{name}.jurisdiction",
+            f"{site.jurisdiction!r} is a bloc; a site is in one country (policies may name blocs)",
+            allowed=sorted(BLOCS[site.jurisdiction]),
+            got=site.jurisdiction,
+            fix="give the ISO 3166-1 code of the country the site is in (DE, IE, ...)",
+        )
+    for i, offer in enumerate(site.offers):
+        if offer.queue_wait_hours > 0 and offer.nodes_available is None:
+            raise CatalogError(
+                f"sites.{name}.offers.{i}.queue_wait_hours",
+                "a queue wait applies when too few nodes are free, and without nodes_available all "
+                f"{offer.nodes} are taken to be free, so the wait would never count",
+                got=offer.queue_wait_hours,
+                fix="add nodes_available (nodes free now), or remove queue_wait_hours",
+            )
 
 
 def _check_offers(name: str, site: Site) -> None:
@@ -253,6 +365,7 @@ def _local_site() -> Site:
         kind="on_prem",
         provider="this machine",
         jurisdiction="ZZ",
+        executor=LOCAL_EXECUTOR,
         offers=[
             Offer(
                 name="this-machine",
@@ -347,14 +460,55 @@ def _with_base(catalog: Catalog, base: Path) -> Catalog:
     return catalog.model_copy(update={"datasets": datasets})
 
 
-def dataset_size_gb(ds: CatalogDataset) -> float:
-    """The declared size, else the size of a local file or folder, else 0 (unknown)."""
-    return ds.size_gb if ds.size_gb is not None else local_size_gb(ds.uri)
+def dataset_size_gb(ds: CatalogDataset, storage: SiteStorage | None = None) -> float | None:
+    """The declared size, else what the file, folder or object store says, else None (unknown).
+
+    An ``s3://`` dataset is asked of its home site's store (``storage``) with pyarrow's S3 filesystem.
+    """
+    if ds.size_gb is not None:
+        return ds.size_gb
+    if ds.uri.startswith("sklearn:"):
+        return 0.0
+    if ds.uri.startswith("s3://"):
+        return store_size_gb(ds.uri, storage)
+    if "://" in ds.uri and not ds.uri.startswith("file://"):
+        return None
+    raw = ds.uri.removeprefix("file://")
+    return local_size_gb(ds.uri) if Path(raw).expanduser().exists() else None
+
+
+def store_size_gb(uri: str, storage: SiteStorage | None) -> float | None:
+    """Size of an object (or of the objects under a prefix) in an S3-compatible store; None if unreadable."""
+    from urllib.parse import urlparse
+
+    from pyarrow import fs
+
+    env = storage.env() if storage is not None else {}
+    kwargs: dict[str, Any] = {"connect_timeout": 5, "request_timeout": 10}
+    endpoint = env.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs.update(endpoint_override=parsed.netloc or endpoint, scheme=parsed.scheme or "https")
+    if "AWS_ACCESS_KEY_ID" in env:
+        kwargs.update(access_key=env["AWS_ACCESS_KEY_ID"], secret_key=env.get("AWS_SECRET_ACCESS_KEY", ""))
+    kwargs["region"] = env.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    key = uri[len("s3://"):].rstrip("/")
+    try:
+        s3 = fs.S3FileSystem(**kwargs)
+        info = s3.get_file_info(key)
+        if info.type == fs.FileType.File:
+            return info.size / 1e9
+        if info.type == fs.FileType.Directory:
+            found = s3.get_file_info(fs.FileSelector(key, recursive=True))
+            return sum(i.size or 0 for i in found if i.type == fs.FileType.File) / 1e9
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def local_size_gb(source: str, base_dir: Path | None = None) -> float:
     """Size in GB of a local file or folder named by ``source``; 0 for remote or built-in data."""
-    raw = source[len("file://"):] if source.startswith("file://") else source
+    raw = source.removeprefix("file://")
     if "://" in raw or raw.startswith("sklearn:"):
         return 0.0
     path = Path(raw).expanduser()

@@ -6,9 +6,9 @@ is registered last, inside the run, so a failure at any step leaves a FAILED run
 
 from __future__ import annotations
 
-import hashlib
-import json
+import os
 import shutil
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +16,13 @@ from typing import Any
 
 import yaml
 
-from gravityml._typing import MetricSink, Metrics, Params, PathLikeStr
+from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
 from gravityml.compute import describe_hardware, resolve_device
-from gravityml.data import Catalog, load_dataset
+from gravityml.data import load_dataset
+from gravityml.execution._job import PlacedJob, ensure_experiment, spec_digest
+from gravityml.execution._placement import record_egress, record_metered, start_meter, stopped_for_budget
 from gravityml.paradigms import TrainContext, train
-from gravityml.spec import JobSpec, load_spec
+from gravityml.spec import JobSpec
 from gravityml.tracking import (
     LINEAGE_PREFIX,
     ModelVersion,
@@ -30,13 +32,6 @@ from gravityml.tracking import (
     package_versions,
     register,
     start_run,
-)
-from gravityml.execution._placement import (
-    enforce,
-    plan_job,
-    record_metered,
-    start_meter,
-    stopped_for_budget,
 )
 
 
@@ -84,14 +79,30 @@ class TeeSink:
             sink.set_tags(tags)
 
 
-def spec_digest(spec: JobSpec) -> str:
-    """A stable hash of what the spec asks for (used to key checkpoints).
+__all__ = ["JobResult", "LocalExecutor", "TeeSink", "run_placed", "spec_digest"]
 
-    ``placement`` is left out: where a job runs and what it may cost do not change what it computes,
-    and a run stopped for budget must resume from its checkpoint once the budget is raised.
-    """
-    canonical = json.dumps(spec.model_dump(mode="json", exclude={"placement"}), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+
+class LocalExecutor:
+    """Runs placed jobs on this machine, which is at ``site`` (the catalog's ``executor: local``)."""
+
+    kind = "local"
+
+    def __init__(self, site: str) -> None:
+        self.site = site
+
+    def run(
+        self,
+        job: PlacedJob,
+        *,
+        workspace: Workspace,
+        resume: bool = False,
+        sinks: Sequence[MetricSink] = (),
+        extra_tags: Mapping[str, str] | None = None,
+    ) -> JobResult:
+        assert job.site == self.site, f"placed on {job.site!r}, handed to the executor of {self.site!r}"
+        where = {"site": self.site, "jurisdiction": job.jurisdiction, "executor": "local",
+                 "host": socket.gethostname()}
+        return run_placed(job, workspace=workspace, resume=resume, sinks=sinks, extra_tags=extra_tags, where=where)
 
 
 def _spec_params(spec: JobSpec) -> dict[str, Any]:
@@ -99,35 +110,26 @@ def _spec_params(spec: JobSpec) -> dict[str, Any]:
     return {k: dumped[k] for k in ("task", "data", "env", "model", "train", "compute", "placement") if k in dumped}
 
 
-def run_job(
-    spec: JobSpec | str | Path | Mapping[str, Any],
+def run_placed(
+    job: PlacedJob,
     *,
-    workspace: Workspace | None = None,
+    workspace: Workspace,
+    where: Mapping[str, str],
     resume: bool = False,
     sinks: Sequence[MetricSink] = (),
     extra_tags: Mapping[str, str] | None = None,
-    site: str | None = None,
-    catalog: Catalog | str | Path | None = None,
-    on_executor: bool = False,
+    run_id: str | None = None,
 ) -> JobResult:
-    """Train ``spec`` here, track it in the workspace's MLflow store and register the model.
+    """Train a placed job in this process, track it and register the model; never plans again.
 
-    First the job is planned against the catalog and the plan enforced (policy, budget): a refused
-    run raises before it reads data or spends; ``site`` pins it to one site of the catalog. A site
-    whose executor is a Ray address gets the job as a Ray task (``on_executor`` marks that task).
+    ``where`` is where the work runs, as the executor knows it (site, executor, host; the Ray node
+    on a cluster); the plan's own lineage is kept apart (``planned_site``). ``run_id`` re-opens a run
+    the submitter created (a job on a site's cluster).
     """
-    spec = load_spec(spec)
-    ws = (workspace or Workspace.current()).ensure()
-    placed = enforce(plan_job(spec, site=site, catalog=catalog, workspace=ws, measure=None))
-    if placed.executor != "local" and not on_executor:
-        from gravityml.execution._ray import run_on_ray
-
-        options = {"resume": resume, "site": placed.candidate.site, "catalog": catalog, "extra_tags": extra_tags}
-        document = spec.model_dump(mode="json", exclude_none=True)
-        remote: JobResult = run_on_ray(placed.executor, document, spec.base_dir, ws.root, options)
-        return remote
+    spec = job.load_spec()
+    ws = workspace.ensure()
     device = resolve_device(spec.compute.accelerator, spec.compute.devices)
-    dataset = load_dataset(spec) if spec.data is not None else None
+    dataset = _load_data(spec, job)
     digest = spec_digest(spec)
     checkpoint_dir = ws.checkpoints_dir / f"{spec.name}-{digest[:12]}"
     run_id_file = checkpoint_dir / "run_id"
@@ -136,7 +138,7 @@ def run_job(
         finished = finished_run(ws, previous_run, spec.name)
         if finished is not None:  # killed after registering: the run is done, train nothing again
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
-            return _registered_result(spec.experiment_name, ws, finished)
+            return _registered_result(job.mlflow_experiment, ws, finished)
     if not resume and checkpoint_dir.exists():
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +148,8 @@ def run_job(
         "model_type": spec.model.type,
         "data_uri": dataset.uri if dataset else f"env:{spec.env.id or spec.env.entry_point}" if spec.env else "",
         "data_fingerprint": dataset.fingerprint if dataset else "",
-        **placed.lineage,
+        **job.plan,
+        **dict(where),
         "accelerator": device.kind,
         "hardware": ", ".join(device.names),
         "precision": spec.compute.precision,
@@ -154,13 +157,17 @@ def run_job(
         **dict(extra_tags or {}),
     }
     tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in lineage.items()}
+    ensure_experiment(ws, job)
     with ws.scratch("job") as tmp, start_run(
-        ws, spec.experiment_name, run_name=f"{spec.name}-{spec.model.type}", tags=tags, run_id=previous_run
+        ws, job.mlflow_experiment, run_name=f"{spec.name}-{spec.model.type}", tags=tags,
+        run_id=previous_run or run_id,
     ) as run:
         run_id_file.write_text(run.run_id)
         workdir = Path(tmp)
         if previous_run is None:
             _log_job(run, spec, dataset)
+            if job.moves_from is not None and dataset is not None:
+                record_egress(job, ws, run.run_id, job.moved_gb)
         ctx = TrainContext(
             spec=spec,
             workdir=workdir,
@@ -169,12 +176,12 @@ def run_job(
             checkpoint_dir=checkpoint_dir,
             resume=previous_run is not None,
         )
-        meter = start_meter(placed, ws, run)
+        meter = start_meter(job, ws, run)
         ctx.should_stop = meter.should_stop
         try:
             result = train(ctx)
         finally:
-            record_metered(placed, ws, run, meter)
+            record_metered(job, ws, run, meter)
         if meter.stop_reason is not None:
             # The checkpoint stays; the run ends FAILED with the tags that say why.
             raise stopped_for_budget(spec, run, meter.stop_reason)
@@ -207,7 +214,7 @@ def run_job(
         name=spec.name,
         version=version.version,
         run_id=run.run_id,
-        experiment=spec.experiment_name,
+        experiment=job.mlflow_experiment,
         metrics=metrics,
         artifact_uri=artifact_uri,
         workspace=ws.root,
@@ -230,6 +237,24 @@ def _registered_result(experiment: str, ws: Workspace, version: ModelVersion) ->
         lineage=version.lineage,
         already_registered=True,
     )
+
+
+def _load_data(spec: JobSpec, job: PlacedJob) -> Any:
+    """The job's rows, read where it runs; a move the plan chose is read from the home site's store."""
+    if spec.data is None:
+        return None
+    if job.moves_from is None or not job.source_store:
+        return load_dataset(spec)
+    saved = {k: os.environ.get(k) for k in job.source_store}
+    os.environ.update(job.source_store)  # pyarrow's S3 filesystem reads AWS_ENDPOINT_URL and the region
+    try:
+        return load_dataset(spec)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _log_job(run: TrackedRun, spec: JobSpec, dataset: Any) -> None:

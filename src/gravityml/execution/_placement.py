@@ -1,8 +1,10 @@
-"""Plan a job against the catalog and enforce the plan before anything runs (layer 4).
+"""Place a job: plan it against the catalog, enforce the plan, and hand back a :class:`Placed` (layer 4).
 
 Planning lives in ``gravityml.placement`` (pure functions); this module adds what needs the other
 layers: reading the workspace's ledger, a measured calibration run of the job's own trainer on a
-sample of its data, and the checks that refuse a run (policy, budget) with typed errors.
+sample of its data (only where policy already lets the data be, and only where the data is: this
+machine), and the checks that refuse a run (policy, budget) with typed errors. What it returns is
+handed to an executor (``_executor.py``), which runs it without planning again.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gravityml.data import Catalog, load_catalog, load_dataset
+from gravityml.data import Catalog, Site, load_catalog, load_dataset
 from gravityml.errors import BudgetError, GravityMLError, PlacementError, PolicyError
+from gravityml.execution._job import PlacedJob, spec_digest
 from gravityml.placement import (
     Calibration,
     Candidate,
@@ -45,22 +48,64 @@ class Placed:
 
     plan: Plan
     candidate: Candidate
-    jurisdiction: str
-    executor: str
+    spec: JobSpec
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.plan.table.catalog
+
+    @property
+    def site(self) -> Site:
+        return self.catalog.sites[self.candidate.site]
 
     @property
     def lineage(self) -> dict[str, str]:
+        """What was planned (``planned_site``); where it ran is the executor's to record."""
         c = self.candidate
         return {
-            "site": c.site,
-            "jurisdiction": self.jurisdiction,
+            "planned_site": c.site,
             "offer": c.offer,
             "market": c.market,
-            "executor": self.executor,
             "forecast_usd": f"{c.total_usd:.4f}",
             "estimate_basis": self.plan.demand.basis,
-            "catalog": self.plan.table.catalog.path or "(none: this machine only)",
+            "catalog": self.catalog.path or "(none: this machine only)",
         }
+
+    def job(self) -> PlacedJob:
+        """The plain value an executor runs."""
+        c, d = self.candidate, self.plan.demand
+        moves = d.home_site is not None and d.home_site != c.site and d.size_gb > 0
+        home = self.catalog.sites[d.home_site] if d.home_site is not None else None
+        store = home.storage if moves and home is not None else None
+        return PlacedJob(
+            spec=self.spec.model_dump(mode="json", exclude_none=True),
+            base_dir=str(self.spec.base_dir),
+            site=c.site,
+            jurisdiction=self.site.jurisdiction,
+            offer=c.offer,
+            hourly_usd=c.hourly_usd,
+            nodes=c.nodes,
+            egress_usd=c.egress_usd,
+            forecast_usd=c.total_usd,
+            experiment=d.experiment,
+            budget_usd=d.budget_usd,
+            plan=self.lineage,
+            tracking_uri=self.catalog.tracking_uri,
+            artifact_location=self.site.artifact_location,
+            moves_from=d.home_site if moves else None,
+            moved_gb=d.size_gb if moves else 0.0,
+            source_store={k: v for k, v in (store.env({}) if store is not None else {}).items()},
+            **self._resources(),
+        )
+
+    def _resources(self) -> dict[str, Any]:
+        """CPUs, GPUs and memory for the job on the chosen offer (devices are GPUs, or worker processes)."""
+        c, compute = self.candidate, self.spec.compute
+        gpu = c.accelerator not in ("cpu", "this-machine") and compute.accelerator in ("auto", "cuda")
+        gpu = gpu or compute.accelerator == "cuda"
+        offer = self.site.offer(c.offer)
+        return {"cpus": 1.0 if gpu else float(compute.devices), "gpus": float(compute.devices) if gpu else 0.0,
+                "memory_gb": offer.memory_gb}
 
 
 def calibrate(spec: JobSpec, workspace: Workspace) -> Calibration | None:
@@ -68,7 +113,6 @@ def calibrate(spec: JobSpec, workspace: Workspace) -> Calibration | None:
 
     Cached per spec in the workspace, so `plan` then `train` measure once.
     """
-    from gravityml.execution._local import spec_digest
     from gravityml.paradigms import TrainContext, train
 
     cache = workspace.ensure().cache_dir / "calibration" / f"{spec_digest(spec)[:16]}.json"
@@ -120,6 +164,9 @@ def plan_job(
 
     ``measure``: calibrate here when the spec has no estimate; None measures only when a budget or
     a deadline applies (what `train` does: without limits to check, the run is its own measurement).
+    Calibration reads the data and runs the trainer on this machine, so it happens only where the
+    data already is (no catalog dataset, or one homed at this machine's site) and where no policy
+    of the data rejects this machine's site; otherwise the plan says it has no estimate.
     """
     spec = load_spec(spec)
     cat = catalog if isinstance(catalog, Catalog) else load_catalog(catalog, base_dir=spec.base_dir)
@@ -137,12 +184,40 @@ def plan_job(
     if measure is None:  # only where a forecast can change the outcome: limits, and a choice to make
         limits = spec.placement is not None and (spec.placement.budget_usd or spec.placement.deadline_hours)
         measure = (bool(limits) or spec.experiment_name in cat.budgets) and len(cat.sites) > 1
-    calibration = calibrate(spec, ws) if measure and not explicit else None
-    demand = demand_for(spec, cat, calibration=calibration, spent_usd=spent, site=pinned)
-    return plan(demand, offer_table(cat))
+    table = offer_table(cat)
+    demand = demand_for(spec, cat, spent_usd=spent, site=pinned)
+    if not (measure and not explicit and _may_calibrate_here(plan(demand.evolve(site=None), table))):
+        return plan(demand, table)
+    calibration = calibrate(spec, ws)
+    return plan(demand_for(spec, cat, calibration=calibration, spent_usd=spent, site=pinned), table)
 
 
-def enforce(p: Plan) -> Placed:
+def _may_calibrate_here(p: Plan) -> bool:
+    """Whether the job's data may be read on this machine: it lives here and no policy rejects here."""
+    cat, d = p.table.catalog, p.demand
+    here = cat.here
+    if here is None:
+        return False  # this machine is at no site of the catalog: its data is somewhere else
+    if d.home_site is not None and d.home_site != here:
+        return False  # reading it here to time the trainer would move it
+    rule = p.rejection_for_site(here)
+    return rule is None or not rule.startswith(("policy", "data"))
+
+
+def place(
+    spec: JobSpec | str | Path | Mapping[str, Any],
+    *,
+    site: str | None = None,
+    catalog: Catalog | str | Path | None = None,
+    workspace: Workspace | None = None,
+    measure: bool | None = None,
+) -> Placed:
+    """Plan ``spec``, enforce the plan (policy, budget) and return what an executor runs."""
+    spec = load_spec(spec)
+    return enforce(plan_job(spec, site=site, catalog=catalog, workspace=workspace, measure=measure), spec)
+
+
+def enforce(p: Plan, spec: JobSpec | None = None) -> Placed:
     """The candidate to run on, or a typed error that refuses the run before it spends anything."""
     d = p.demand
     if d.site is not None:
@@ -173,36 +248,46 @@ def enforce(p: Plan) -> Placed:
             got=f"{chosen.total_usd:.2f} $",
             fix=f"raise placement.budget_usd or budgets.{d.experiment}.usd in the catalog, or make the job smaller",
         )
-    site = p.table.catalog.sites[chosen.site]
-    return Placed(plan=p, candidate=chosen, jurisdiction=site.jurisdiction, executor=site.executor)
+    return Placed(plan=p, candidate=chosen, spec=spec if spec is not None else _spec_of(p))
 
 
-def start_meter(placed: Placed, workspace: Workspace, run: TrackedRun) -> Meter:
+def _spec_of(p: Plan) -> JobSpec:
+    raise PlacementError(  # enforce(plan) without the spec is only for checking; Placed needs it
+        f"job {p.demand.job!r}: enforce() needs the spec to build a placed job",
+        fix="call place(spec) or enforce(plan, spec)",
+    )
+
+
+def start_meter(job: PlacedJob, workspace: Workspace, run: TrackedRun) -> Meter:
     """Record the forecast in the ledger and start metering against what remains of the budget."""
-    c, d = placed.candidate, placed.plan.demand
-    ledger_append(workspace.ledger_path, _entry("forecast", placed, run.run_id, c.total_usd, "started"))
-    run.log_metrics({"cost/forecast_usd": c.total_usd})
+    ledger_append(workspace.ledger_path, _entry("forecast", job, run.run_id, job.forecast_usd, "started"))
+    run.log_metrics({"cost/forecast_usd": job.forecast_usd})
     return Meter(
-        hourly_usd=c.hourly_usd,
-        nodes=c.nodes,
-        egress_usd=c.egress_usd,
-        cap_usd=d.budget_usd,
+        hourly_usd=job.hourly_usd,
+        nodes=job.nodes,
+        egress_usd=job.egress_usd,
+        cap_usd=job.budget_usd,
         report=lambda usd: run.log_metrics({"cost/metered_usd": usd}),
     )
 
 
-def record_metered(placed: Placed, workspace: Workspace, run: TrackedRun, meter: Meter) -> None:
+def record_metered(job: PlacedJob, workspace: Workspace, run: TrackedRun, meter: Meter) -> None:
     status = "stopped_for_budget" if meter.stop_reason else "ended"
-    ledger_append(workspace.ledger_path, _entry("metered", placed, run.run_id, meter.usd, status, meter.hours))
+    ledger_append(workspace.ledger_path, _entry("metered", job, run.run_id, meter.usd, status, meter.hours))
     run.log_metrics({"cost/metered_usd": meter.usd})
     if meter.stop_reason is None and _STOPPED_TAG in workspace.client.get_run(run.run_id).data.tags:
         run.set_tags({_STOPPED_TAG: "resumed"})  # an earlier leg stopped for budget; this one went on
 
 
-def _entry(kind: str, placed: Placed, run_id: str, usd: float, status: str, hours: float = 0.0) -> Entry:
-    d, c = placed.plan.demand, placed.candidate
-    return Entry(kind=kind, run_id=run_id, experiment=d.experiment, model=d.job, site=c.site,  # type: ignore[arg-type]
-                 offer=c.offer, usd=usd, status=status, hours=hours)
+def record_egress(job: PlacedJob, workspace: Workspace, run_id: str, gb: float) -> None:
+    """A data move the job made (from ``job.moves_from``), priced at the plan's egress rate."""
+    usd = job.egress_usd * (gb / job.moved_gb) if job.moved_gb else 0.0
+    ledger_append(workspace.ledger_path, _entry("egress", job, run_id, usd, f"moved {gb:.6g} GB from {job.moves_from}"))
+
+
+def _entry(kind: str, job: PlacedJob, run_id: str, usd: float, status: str, hours: float = 0.0) -> Entry:
+    return Entry(kind=kind, run_id=run_id, experiment=job.experiment, model=job.name, site=job.site,  # type: ignore[arg-type]
+                 offer=job.offer, usd=usd, status=status, hours=hours)
 
 
 def stopped_for_budget(spec: JobSpec, run: TrackedRun, reason: str) -> BudgetError:

@@ -119,6 +119,34 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The temperature T > 0 minimising the log loss of ``softmax(logits / T)`` (Guo et al. 2017,
+    "On calibration of modern neural networks", https://arxiv.org/abs/1706.04599), fitted by LBFGS
+    on log T so that T stays positive."""
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    logits, targets = logits.detach().double(), targets.detach().long()
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_t.exp(), targets)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def scale_logits(network: nn.Module, factor: float) -> None:
+    """Multiply the network's logits by ``factor`` by scaling its output layer (the last Linear):
+    temperature scaling that needs no extra layer, so saved weights and ONNX graphs keep their form."""
+    head = [m for m in network.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(factor)
+        if head.bias is not None:
+            head.bias.mul_(factor)
+
+
 def build_network(config: dict[str, Any]) -> nn.Module:
     """The (untrained) network a config describes: ``arch``, its sizes and its params."""
     arch, params = config["arch"], config["params"]

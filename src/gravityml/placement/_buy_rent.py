@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from gravityml.data import HOURS_PER_YEAR
+from gravityml.placement._hardware import THIS_MACHINE
 from gravityml.placement._planner import Plan
 
 
@@ -56,6 +57,8 @@ def buy_vs_rent(plan: Plan, runs_per_year: float) -> BuyVsRent:
         site = table.catalog.sites[c.site]
         if c.market == "spot" or (c.rejected_by or "").startswith("pinned"):
             continue
+        if c.accelerator == THIS_MACHINE:
+            continue  # this machine is already paid for: it can be used, never bought
         rejected = c.rejected_by
         # A queue is today's occupancy, not a property of owning: only the job's own hours count.
         hours = c.run_hours + c.transfer_hours + (c.provisioning_hours if site.kind == "cloud" else 0.0)

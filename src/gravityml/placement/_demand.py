@@ -40,6 +40,7 @@ class Demand:
     dataset: str | None = None
     home_site: str | None = None
     size_gb: float = 0.0
+    size_known: bool = True  # False: no size_gb and none could be read, so moving it cannot be priced
     tags: tuple[str, ...] = ()
     objective: str = "cost"
     budget_usd: float | None = None
@@ -94,12 +95,13 @@ def demand_for(
     backend = MODEL_TYPES[spec.model.type].backend
     accelerator = spec.compute.accelerator
     dataset = home = None
-    size_gb, tags = 0.0, ()
+    size_gb, tags, known = 0.0, (), True
     if spec.data is not None:
         entry = catalog.dataset_for(spec.data.source)
         if entry is not None:
             dataset, ds = entry
-            home, size_gb, tags = ds.site, dataset_size_gb(ds), tuple(ds.tags)
+            measured = dataset_size_gb(ds, catalog.sites[ds.site].storage)
+            home, size_gb, tags, known = ds.site, measured or 0.0, tuple(ds.tags), measured is not None
         else:
             size_gb = local_size_gb(spec.data.source, spec.base_dir)
     budget, budget_basis = remaining_budget(spec, catalog, spent_usd)
@@ -114,6 +116,7 @@ def demand_for(
         dataset=dataset,
         home_site=home,
         size_gb=size_gb,
+        size_known=known,
         tags=tags,
         objective=placement.objective if placement else "cost",
         budget_usd=budget,

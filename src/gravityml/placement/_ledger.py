@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 from gravityml.errors import WorkspaceError
 
-EntryKind = Literal["forecast", "metered"]
+#: ``egress`` records a data move a job made; its cost is already inside the run's ``metered`` entry.
+EntryKind = Literal["forecast", "metered", "egress"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def summarise(entries: Iterable[Entry], by: str) -> list[dict[str, Any]]:
     """Forecast and metered USD (and runs) grouped by ``experiment``, ``model`` or ``site``."""
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"forecast_usd": 0.0, "metered_usd": 0.0, "runs": set()})
     for e in entries:
+        if e.kind == "egress":
+            continue  # counted in the metered entry of the same run
         g = groups[getattr(e, by)]
         g["forecast_usd" if e.kind == "forecast" else "metered_usd"] += e.usd
         g["runs"].add(e.run_id)

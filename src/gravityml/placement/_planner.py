@@ -166,6 +166,11 @@ def filter_rows(demand: Demand, table: OfferTable) -> tuple[np.ndarray, tuple[st
         if not policy.may_copy and demand.home_site is not None:
             home = table.site_index[demand.home_site]
             reject(site_of != home, f"{head}: data may not leave its home site {demand.home_site!r}")
+    if demand.home_site is not None and not demand.size_known:
+        # Counting an unknown size as 0 GB would make moving the data look free.
+        home = table.site_index[demand.home_site]
+        reject(site_of != home, f"data: dataset {demand.dataset!r} has no size_gb and its store does not say, "
+                                f"so moving it off {demand.home_site!r} cannot be priced")
     # The local site's offer stands for this machine, whose accelerators the catalog cannot list:
     # it takes the job when this machine has the devices the job asks for (GPUs, or cores for
     # CPU worker processes).

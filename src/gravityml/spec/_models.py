@@ -160,6 +160,11 @@ class TrainSpec(StrictModel):
     grad_clip: float | None = Field(None, gt=0.0, description="Clip the gradient norm to this.")
     lr_schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
     class_weight: Literal["none", "balanced"] = "none"
+    calibrate: Literal["none", "sigmoid", "isotonic", "temperature"] = Field(
+        "none",
+        description="Classifiers: fit probabilities on validation rows (data.split.validation, else 10% of the"
+        " training rows): sigmoid or isotonic for scikit-learn models, temperature for torch networks.",
+    )
 
 
 class ComputeSpec(StrictModel):

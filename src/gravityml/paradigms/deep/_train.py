@@ -17,8 +17,12 @@ from gravityml.paradigms import _plots
 from gravityml.paradigms._base import TrainContext, TrainResult, require_two_classes
 from gravityml.paradigms._metrics import classification_metrics, conformal_half_width, prefixed, regression_metrics
 from gravityml.paradigms.deep._loop import FitResult, class_weights, fit_torch, seed_everything
+from gravityml.paradigms.supervised._train import check_calibrate
 from gravityml.schema import Schema
 from gravityml.spec import JobSpec, did_you_mean
+
+#: The networks gravityml builds (their last Linear layer is the output layer).
+BUILT_IN = ("mlp", "cnn", "text")
 
 #: Rows kept aside for validation when the spec asks for early stopping or a plateau schedule
 #: but gives no validation split.
@@ -105,7 +109,8 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
     train, validation = split.train, split.validation
     if max_rows is not None and len(train) > max_rows:
         train = train.sample(n=max_rows, random_state=spec.train.seed)
-    if validation is None and (spec.train.patience is not None or spec.train.lr_schedule == "plateau"):
+    needs_validation = spec.train.patience is not None or spec.train.lr_schedule == "plateau" or spec.train.calibrate != "none"
+    if validation is None and needs_validation:
         from gravityml.data._dataset import _split
 
         stratify = dataset.target if dataset.problem == "classification" else None
@@ -242,6 +247,8 @@ def train(ctx: TrainContext) -> TrainResult:
     dataset = ctx.dataset
     assert dataset is not None and dataset.target is not None
     spec = ctx.spec
+    # Temperature scaling folds 1/T into the output layer, which only the built-in networks name.
+    calibrate = check_calibrate(ctx, ("temperature",) if spec.model.type in BUILT_IN else ())
     prep = prepare(spec, dataset)
     tags: dict[str, str] = {"problem": prep.problem}
     artifacts = []
@@ -267,7 +274,17 @@ def train(ctx: TrainContext) -> TrainResult:
         tags["devices"] = str(fit.devices)
         tags["distributed"] = f"DistributedDataParallel over {fit.devices} processes, global batch {fit.devices} x {spec.train.batch_size}"
     model = to_model(ctx, prep, fit)
+    if calibrate == "temperature":
+        n_val = len(prep.X_val) if prep.X_val is not None else 0
+        ece_before = evaluate(model, prep, "test")[0]["test/ece"]
+        temperature = calibrate_temperature(model, prep)
+        model.meta["calibration"] = {"method": "temperature", "rows": n_val, "temperature": temperature}
+        tags["calibration"] = f"temperature {temperature:.3f} fitted on {n_val} validation rows"
     metrics, outputs = evaluate(model, prep, "test")
+    if calibrate == "temperature":
+        metrics["test/ece_uncalibrated"] = ece_before
+        metrics["model/temperature"] = temperature
+        tags["calibration"] += f": test ECE {ece_before:.4f} -> {metrics['test/ece']:.4f}"
     metrics.update(evaluate(model, prep, "train")[0])
     title = f"{spec.name} ({spec.model.type}), test split"
     if prep.problem == "classification":
@@ -275,6 +292,8 @@ def train(ctx: TrainContext) -> TrainResult:
         pred = np.asarray(classes, dtype=object)[np.argmax(outputs, axis=1)]
         artifacts.append(_plots.confusion_matrix_png(prep.y_test, pred, classes, ctx.workdir / "confusion_matrix.png", title))
         artifacts.append(_plots.roc_curve_png(prep.y_test, outputs, classes, ctx.workdir / "roc_curve.png", title))
+        correct = pred.astype(str) == prep.y_test.astype(str).to_numpy()
+        artifacts.append(_plots.reliability_png(correct, outputs.max(axis=1), ctx.workdir / "reliability.png", title))
     else:
         artifacts.append(_plots.predicted_vs_actual_png(prep.y_test, outputs, ctx.workdir / "predicted_vs_actual.png", title))
     artifacts.append(_learning_curve(fit, ctx.workdir / "learning_curve.png", title))
@@ -291,6 +310,19 @@ def train(ctx: TrainContext) -> TrainResult:
         params={"network": prep.config, "precision": precision, **({"devices": fit.devices} if fit.devices > 1 else {})},
         tags=tags,
     )
+
+
+def calibrate_temperature(model: TorchModel, prep: Prepared) -> float:
+    """Fit the temperature on the validation rows' logits and fold it into the output layer."""
+    import torch
+
+    from gravityml.models._nets import fit_temperature, scale_logits
+
+    assert prep.X_val is not None and prep.y_val is not None
+    logits = torch.from_numpy(model.raw_outputs(prep.X_val if prep.arch == "text" else prep.X_val.astype("float32")))
+    temperature = fit_temperature(logits, torch.from_numpy(prep.y_val))
+    scale_logits(model.network, 1.0 / temperature)
+    return temperature
 
 
 def _learning_curve(fit: FitResult, path: Any, title: str) -> Any:

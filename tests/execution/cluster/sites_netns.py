@@ -1,0 +1,421 @@
+"""Two sites, two real Ray clusters, one MLflow registry, one S3 store per site (moto), all on loopback.
+
+Run only inside a private network namespace (``tests/execution/test_clusters.py`` starts it): every
+server here binds 127.0.0.1 on fixed ports, which are free because the namespace is new. Site B's
+cluster runs with Ray's token authentication on. Every process is started in its own session and
+stopped by process group; whatever is left in this namespace at the end is ours and is killed too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+if os.environ.get("GRAVITYML_NETNS") != "1":  # pragma: no cover - collected only when run by test_clusters.py
+    pytest.skip("runs inside a private network namespace, started by tests/execution/test_clusters.py",
+                allow_module_level=True)
+
+BIN = Path(sys.executable).parent
+MLFLOW_PORT, S3_A, S3_B = 5000, 5001, 5002
+TOKEN = secrets.token_hex(16)
+HEADS = {
+    # name: (GCS port, client server port, dashboard port, agent port, worker port range)
+    "a": (6379, 23001, 8265, 52365, (21000, 21499)),
+    "b": (6390, 23002, 8266, 52366, (22000, 22499)),
+}
+USER_CODE = '''
+import time
+
+from sklearn.linear_model import LogisticRegression
+
+
+class SlowClassifier(LogisticRegression):
+    """A user's own estimator whose fit takes a while (so a test can stop or kill it mid-run)."""
+
+    def __init__(self, seconds=0.0, C=1.0, max_iter=200):
+        super().__init__(C=C, max_iter=max_iter)
+        self.seconds = seconds
+
+    def fit(self, X, y, **kwargs):
+        time.sleep(self.seconds)
+        return super().fit(X, y, **kwargs)
+'''
+
+
+@dataclass
+class Sites:
+    root: Path
+    catalog: Path
+    tracking_uri: str
+    processes: list[subprocess.Popen]
+
+    def address(self, name: str) -> str:
+        return f"http://127.0.0.1:{HEADS[name][2]}"
+
+
+def _start(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server in its own session (setsid), so its whole process group can be stopped."""
+    out = log.open("wb")
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+
+
+def _wait_http(url: str, seconds: float, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5):
+                return
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not come up in {seconds} s: {last}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_rest_of_namespace() -> None:
+    """Every process left in this network namespace was started by this module (Ray's job drivers run
+    in sessions of their own): kill them by PID, sparing this process and its ancestors."""
+    mine = os.readlink("/proc/self/ns/net")
+    spare, pid = set(), os.getpid()
+    while pid > 1:
+        spare.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in spare:
+            continue
+        try:
+            if os.readlink(entry / "ns" / "net") == mine:
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def _put(endpoint: str, bucket: str, key: str, body: bytes) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def _keys(endpoint: str) -> dict[str, list[str]]:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    out = {}
+    for bucket in s3.list_buckets().get("Buckets", []):
+        listed = s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", [])
+        out[bucket["Name"]] = [o["Key"] for o in listed]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+    from sklearn.datasets import load_iris
+
+    root = tmp_path_factory.mktemp("sites")
+    procs: list[subprocess.Popen] = []
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        for port in (S3_A, S3_B):
+            procs.append(_start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], root / f"s3-{port}.log"))
+        procs.append(_start([str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT),
+                             "--workers", "1", "--backend-store-uri", f"sqlite:///{root / 'registry.db'}",
+                             "--serve-artifacts", "--artifacts-destination", str(root / "registry-artifacts")],
+                            root / "mlflow.log"))
+        for name, (gcs, client, dash, agent, (low, high)) in HEADS.items():
+            env = {**creds, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+            if name == "b":
+                env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
+            procs.append(_start([
+                str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                "--port", str(gcs), "--ray-client-server-port", str(client), "--dashboard-host", "127.0.0.1",
+                "--dashboard-port", str(dash), "--dashboard-agent-listen-port", str(agent),
+                "--min-worker-port", str(low), "--max-worker-port", str(high), "--num-cpus", "2",
+                "--object-store-memory", "100000000", "--temp-dir", f"/tmp/gml-ray-{os.getpid()}-{name}",
+                "--include-dashboard", "true", "--disable-usage-stats",
+            ], root / f"ray-{name}.log", env))
+        frame = load_iris(as_frame=True).frame
+        _wait_http(f"http://127.0.0.1:{S3_A}/", 60)
+        _wait_http(f"http://127.0.0.1:{S3_B}/", 60)
+        _put(f"http://127.0.0.1:{S3_A}", "site-a-data", "flowers.csv", frame.to_csv(index=False).encode())
+        _put(f"http://127.0.0.1:{S3_B}", "site-b-data", "cards.csv", frame.to_csv(index=False).encode())
+        _put(f"http://127.0.0.1:{S3_B}", "site-b-models", "README", b"models trained at site B")
+        _wait_http(f"http://127.0.0.1:{MLFLOW_PORT}/health", 120)
+        _wait_http(f"http://127.0.0.1:{HEADS['a'][2]}/api/version", 120)
+        _wait_http(f"http://127.0.0.1:{HEADS['b'][2]}/api/version", 120, {"Authorization": f"Bearer {TOKEN}"})
+        code = root / "jobs" / "slowpkg"
+        code.mkdir(parents=True)
+        (code / "__init__.py").write_text(USER_CODE)
+        catalog = root / "jobs" / "gravityml.yaml"
+        catalog.write_text(yaml.safe_dump(_catalog(root)))
+        yield Sites(root=root, catalog=catalog, tracking_uri=f"http://127.0.0.1:{MLFLOW_PORT}", processes=procs)
+    finally:
+        for proc in reversed(procs):
+            _kill_group(proc)
+        _kill_rest_of_namespace()
+
+
+def _site(name: str, jurisdiction: str, hourly: float, root: Path) -> dict:
+    s3 = S3_A if name == "a" else S3_B
+    return {
+        "kind": "on_prem", "jurisdiction": jurisdiction, "certifications": ["ISO27001"],
+        "executor": f"http://127.0.0.1:{HEADS[name][2]}", "python": sys.executable,
+        "workspace": str(root / f"site-{name}-workspace"), "connect_timeout_s": 20,
+        "egress_usd_per_gb": 0.05,
+        "storage": {"endpoint_url": f"http://127.0.0.1:{s3}", "region": "us-east-1",
+                    "access_key_env": f"SITE_{name.upper()}_KEY", "secret_key_env": f"SITE_{name.upper()}_SECRET"},
+        "offers": [{"name": "cpu-2", "accelerator": "cpu", "per_node": 2,
+                    "owned": {"purchase_usd": hourly * 8760 * 0.5, "lifetime_years": 1, "utilisation": 0.5,
+                              "power_kw": 0.0}}],
+    }
+
+
+def _catalog(root: Path) -> dict:
+    b = {**_site("b", "FR", 2.0, root), "auth_token_env": "SITE_B_RAY_TOKEN",
+         "artifact_location": "s3://site-b-models/models"}
+    return {
+        "tracking_uri": f"http://127.0.0.1:{MLFLOW_PORT}",
+        "include_local": False,  # this test process is at neither site
+        "sites": {"site-a": _site("a", "DE", 1.0, root), "site-b": b},
+        "datasets": {
+            "cards": {"uri": "s3://site-b-data/cards.csv", "site": "site-b", "tags": ["regulated"]},  # size: from B's store
+            "flowers": {"uri": "s3://site-a-data/flowers.csv", "site": "site-a", "size_gb": 0.001},
+        },
+        "policies": [{"name": "regulated-stays-home", "tags": ["regulated"], "may_copy": False,
+                      "certifications": ["iso27001"]}],
+    }
+
+
+@pytest.fixture()
+def env(sites: Sites, workspace, monkeypatch: pytest.MonkeyPatch) -> Sites:
+    for site in ("A", "B"):
+        monkeypatch.setenv(f"SITE_{site}_KEY", "testing")
+        monkeypatch.setenv(f"SITE_{site}_SECRET", "testing")
+    monkeypatch.setenv("SITE_B_RAY_TOKEN", TOKEN)
+    return sites
+
+
+def _job(sites: Sites, name: str, source: str, **model: object) -> Path:
+    spec = {
+        "name": name, "task": "supervised",
+        "data": {"source": source, "target": "target", "split": {"test": 0.25, "seed": 3}},
+        "model": model or {"type": "logistic_regression"},
+        "compute": {"accelerator": "cpu"},
+        "placement": {"estimate": {"hours": 0.01, "hardware": "cpu", "devices": 1}},
+    }
+    path = sites.catalog.parent / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _registry(sites: Sites):  # type: ignore[no-untyped-def]
+    from gravityml.tracking import Workspace
+
+    return Workspace(root=sites.root / "reader", tracking_uri=sites.tracking_uri, embedded=False).client
+
+
+def _client(sites: Sites, name: str):  # type: ignore[no-untyped-def]
+    from ray.job_submission import JobSubmissionClient
+
+    headers = {"Authorization": f"Bearer {TOKEN}"} if name == "b" else None
+    return JobSubmissionClient(sites.address(name), headers=headers)
+
+
+def test_regulated_data_homed_at_b_runs_on_bs_cluster_reads_bs_store_and_registers_in_the_shared_registry(
+    env: Sites,
+) -> None:
+    from gravityml.execution import place, run_job
+
+    spec = _job(env, "cards", "cards")
+    placed = place(spec, catalog=env.catalog)
+    assert placed.candidate.site == "site-b"
+    assert placed.plan.demand.size_known  # no size_gb: the size was read from site B's store
+    assert 0 < placed.plan.demand.size_gb < 1e-3
+    rejected_a = placed.plan.rejection_for_site("site-a")
+    assert rejected_a is not None and "regulated-stays-home" in rejected_a
+    logs: list[str] = []
+    result = run_job(spec, catalog=env.catalog, on_log=logs.append)
+    ran = result.lineage
+    assert ran["site"] == "site-b" and ran["planned_site"] == "site-b" and ran["executor"] == "ray"
+    assert ran["cluster"] == env.address("b")
+    # The node id the job recorded is the one site B's own job server reports for its driver.
+    info = _client(env, "b").get_job_info(ran["ray_job_id"])
+    assert info.status == "SUCCEEDED" and ran["ray_node_id"] == info.driver_node_id
+    assert ran["host"] and ran["data_uri"] == "s3://site-b-data/cards.csv"
+    # Site A's cluster never saw the job.
+    assert not [j for j in _client(env, "a").list_jobs() if j.submission_id == ran["ray_job_id"]]
+    # Logs came back while it ran.
+    assert any("ray node" in chunk for chunk in logs)
+    # One registry: the version is in the shared MLflow server, with where it ran, its artefacts in B's store.
+    registry = _registry(env)
+    version = registry.get_model_version("cards", str(result.version))
+    assert version.tags["gravityml.site"] == "site-b" and version.tags["gravityml.ray_job_id"] == ran["ray_job_id"]
+    assert version.tags["gravityml.ray_node_id"] == info.driver_node_id
+    assert version.source.startswith("s3://site-b-models/models/") or "site-b-models" in version.source
+    run = registry.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("s3://site-b-models/models")
+    stored_b = _keys(f"http://127.0.0.1:{S3_B}")
+    assert any(k.endswith("MLmodel") for k in stored_b["site-b-models"])
+    assert "site-b-models" not in _keys(f"http://127.0.0.1:{S3_A}")
+
+
+def test_the_same_registry_takes_a_job_homed_at_a_from_as_cluster(env: Sites) -> None:
+    from gravityml.execution import run_job
+
+    result = run_job(_job(env, "flowers", "flowers"), catalog=env.catalog, on_log=lambda _: None)
+    ran = result.lineage
+    assert ran["site"] == "site-a" and ran["cluster"] == env.address("a")
+    info = _client(env, "a").get_job_info(ran["ray_job_id"])
+    assert ran["ray_node_id"] == info.driver_node_id
+    assert _client(env, "b").get_job_info(_any_b_job(env)).driver_node_id != info.driver_node_id
+    version = _registry(env).get_model_version("flowers", str(result.version))
+    assert version.tags["gravityml.site"] == "site-a" and version.source.startswith(("mlflow-artifacts:", "models:"))
+
+
+def _any_b_job(sites: Sites) -> str:
+    jobs = [j for j in _client(sites, "b").list_jobs() if j.submission_id]
+    assert jobs, "the first test ran a job on site B"
+    return str(jobs[0].submission_id)
+
+
+def test_regulated_data_is_refused_on_the_other_cluster_before_anything_is_submitted(env: Sites, cli) -> None:
+    before = {j.submission_id for j in _client(env, "a").list_jobs()}
+    code, _, err = cli("train", str(_job(env, "cards", "cards")), "--catalog", str(env.catalog), "--site", "site-a")
+    assert code == 2 and "regulated-stays-home" in err and err.count("\n") == 1
+    assert {j.submission_id for j in _client(env, "a").list_jobs()} == before
+
+
+def test_a_cluster_without_the_token_refuses_with_one_line(env: Sites, cli, monkeypatch, tmp_path: Path) -> None:
+    document = yaml.safe_load(env.catalog.read_text())
+    document["sites"]["site-b"].pop("auth_token_env")  # submit to B without its token
+    catalog = tmp_path / "gravityml.yaml"
+    catalog.write_text(yaml.safe_dump(document))
+    code, _, err = cli("train", str(_job(env, "cards", "cards")), "--catalog", str(catalog))
+    assert code == 2 and err.count("\n") == 1
+    assert "site 'site-b': the Ray cluster at 'http://127.0.0.1:8266' refused the connection" in err
+    assert "auth_token_env" in err
+    monkeypatch.delenv("SITE_B_RAY_TOKEN")
+    code, _, err = cli("train", str(_job(env, "cards", "cards")), "--catalog", str(env.catalog))
+    assert code == 2 and "$SITE_B_RAY_TOKEN is not set" in err
+
+
+def test_an_unreachable_cluster_fails_within_the_connect_timeout(env: Sites, cli, tmp_path: Path) -> None:
+    import socket
+
+    silent = socket.socket()  # accepts connections, never answers: a hung job server
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    document = yaml.safe_load(env.catalog.read_text())
+    for address, seconds in ((f"http://127.0.0.1:{silent.getsockname()[1]}", 2.0), ("http://127.0.0.1:8999", 2.0)):
+        document["sites"]["site-a"].update(executor=address, connect_timeout_s=seconds)
+        catalog = tmp_path / "gravityml.yaml"
+        catalog.write_text(yaml.safe_dump(document))
+        start = time.monotonic()
+        code, _, err = cli("train", str(_job(env, "flowers", "flowers")), "--catalog", str(catalog))
+        took = time.monotonic() - start
+        assert code == 2 and err.count("\n") == 1 and "site 'site-a'" in err and address in err
+        assert took < seconds + 8  # loading the spec and catalog, then at most the timeout
+    silent.close()
+
+
+def _wait_for(predicate, seconds: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting")
+
+
+def _submit_in_background(env: Sites, name: str) -> tuple[threading.Thread, dict, list[str]]:
+    from gravityml.execution import run_job
+
+    spec = _job(env, name, "flowers", type="sklearn", entry_point="slowpkg:SlowClassifier", params={"seconds": 120})
+    outcome: dict = {}
+    logs: list[str] = []
+
+    def go() -> None:
+        try:
+            outcome["result"] = run_job(spec, catalog=env.catalog, on_log=logs.append)
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    _wait_for(lambda: "ray node" in "".join(logs))
+    return thread, outcome, logs
+
+
+def _record(env: Sites, name: str):  # type: ignore[no-untyped-def]
+    from gravityml.execution._jobs import read_records
+    from gravityml.tracking import Workspace
+
+    return [r for r in read_records(Workspace.current()) if r.model == name][-1]
+
+
+def test_jobs_list_status_logs_and_stop_cancels_on_the_cluster_run_killed_nothing_registered(env: Sites, cli) -> None:
+    thread, outcome, _ = _submit_in_background(env, "stopme")
+    record = _record(env, "stopme")
+    code, out, _ = cli("jobs", "list")
+    assert code == 0 and record.job_id in out and "RUNNING" in out and "site-a" in out
+    code, out, _ = cli("jobs", "status", record.job_id)
+    assert code == 0 and "RUNNING" in out
+    code, out, _ = cli("jobs", "logs", record.job_id)
+    assert code == 0 and "ray node" in out
+    code, out, err = cli("jobs", "stop", record.job_id)
+    assert code == 0, err
+    thread.join(60)
+    assert "error" in outcome and "STOPPED" in str(outcome["error"])
+    assert _client(env, "a").get_job_status(record.job_id) == "STOPPED"
+    registry = _registry(env)
+    assert registry.get_run(record.run_id).info.status == "KILLED"
+    assert not registry.search_model_versions("name = 'stopme'")
+
+
+def test_a_killed_driver_leaves_the_run_failed_with_its_last_logs_and_no_version(env: Sites) -> None:
+    import re
+
+    thread, outcome, logs = _submit_in_background(env, "killme")
+    pid = int(re.search(r"pid (\d+)", "".join(logs)).group(1))  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    thread.join(120)
+    assert "error" in outcome and "FAILED" in str(outcome["error"])
+    record = _record(env, "killme")
+    registry = _registry(env)
+    run = registry.get_run(record.run_id)
+    assert run.info.status == "FAILED" and "ray node" in run.data.tags["gravityml.last_logs"]
+    assert not registry.search_model_versions("name = 'killme'")
