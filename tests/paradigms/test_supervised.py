@@ -27,8 +27,9 @@ def test_classification_metrics_and_plots(tmp_path: Path) -> None:
     for key in ("accuracy", "balanced_accuracy", "f1", "roc_auc", "log_loss"):
         assert f"test/{key}" in result.metrics
     assert result.metrics["test/accuracy"] > 0.85
-    assert {p.name for p in result.artifacts} == {"confusion_matrix.png", "roc_curve.png"}
+    assert {p.name for p in result.artifacts} == {"confusion_matrix.png", "roc_curve.png", "reliability.png"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in result.artifacts)
+    assert 0.0 <= result.metrics["test/ece"] <= 1.0
 
 
 def test_regression_metrics_and_interval(tmp_path: Path) -> None:
@@ -91,3 +92,41 @@ def test_integer_class_labels_from_a_csv(tmp_path: Path) -> None:
     result = run(tmp_path, data={"source": str(path), "target": "y"}, model={"type": "logistic_regression"})
     assert result.metrics["test/accuracy"] > 0.9 and result.metrics["test/roc_auc"] > 0.9
     assert set(result.model.predict(pd.DataFrame({"a": [2.0, -2.0], "b": [0.0, 0.0]}))["prediction"]) == {0, 1}
+
+
+def test_expected_calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() -> None:
+    from gravityml.paradigms._metrics import calibration_bins, expected_calibration_error
+
+    # 10 rows at confidence 0.9 of which 5 right (gap 0.4), 10 at 0.6 of which 6 right (gap 0).
+    correct = np.array([1] * 5 + [0] * 5 + [1] * 6 + [0] * 4)
+    confidence = np.array([0.9] * 10 + [0.6] * 10)
+    assert expected_calibration_error(correct, confidence) == pytest.approx(0.2)
+    assert [b["rows"] for b in calibration_bins(correct, confidence)] == [10.0, 10.0]
+    assert expected_calibration_error(np.ones(4), np.ones(4)) == 0.0
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_on_validation_rows_lowers_an_overconfident_trees_ece(tmp_path: Path, method: str) -> None:
+    doc = {"data": {"source": "sklearn:breast_cancer", "target": "target"}, "model": {"type": "decision_tree", "params": {"random_state": 0}}}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "cal").mkdir()
+    plain = run(tmp_path / "plain", **doc)
+    calibrated = run(tmp_path / "cal", **doc, train={"calibrate": method})
+    m = calibrated.metrics
+    # An unpruned tree says 1.0 for every row; calibrated on rows it did not see, it says less.
+    assert plain.metrics["test/ece"] > 0.05
+    assert m["test/ece"] < m["test/ece_uncalibrated"]
+    assert m["data/calibration_rows"] == 46 and m["data/train_rows"] == 409
+    assert calibrated.tags["calibration"].startswith(f"{method} on 46 validation rows")
+    assert calibrated.model.meta["calibration"] == {"method": method, "rows": 46}
+    rows = load_dataset(load_spec({"name": "s", "task": "supervised", **doc})).X.head(30)
+    saved = load_model(calibrated.model.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(saved.predict_proba(rows), calibrated.model.predict_proba(rows))
+    assert saved.predict(rows)["confidence"].max() < 1.0
+
+
+def test_calibration_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match=r"train.calibrate: logistic_regression cannot use temperature calibration; allowed: \['sigmoid', 'isotonic'\]"):
+        run(tmp_path, model={"type": "logistic_regression"}, train={"calibrate": "temperature"})
+    with pytest.raises(TrainingError, match="train.calibrate: calibration maps class probabilities, and this job is a regression"):
+        run(tmp_path, data={"source": "sklearn:diabetes", "target": "target"}, model={"type": "ridge"}, train={"calibrate": "sigmoid"})

@@ -165,6 +165,8 @@ def test_should_stop_ends_training_cleanly_after_a_checkpoint(tmp_path: Path) ->
     )
     assert result.tags["stop_reason"] == "stopped: budget cap reached (2.00 of 2.00 USD)"
     assert result.metrics["train/timesteps"] < 20_000
-    state = json.loads((checkpoints / "state.json").read_text())
-    assert state["timesteps"] == result.metrics["train/timesteps"]
-    assert (checkpoints / "model.zip").exists()
+    # The checkpoint is the rollout boundary where it stopped (the step after it was taken).
+    latest = checkpoints / (checkpoints / "LATEST").read_text().strip()
+    state = json.loads((latest / "state.json").read_text())
+    assert state["timesteps"] == result.metrics["train/timesteps"] - 1
+    assert (latest / "model.zip").exists()

@@ -48,6 +48,9 @@ def test_dqn_resumes_after_a_crash_with_its_replay_buffer(cli, workspace, tmp_pa
     assert run.data.tags["gravityml.resumed_from_timesteps"] == "1000"
     assert run.data.metrics["train/replay_buffer_at_resume"] == 999
     assert run.data.metrics["train/timesteps"] == 1600
+    # Off-policy checkpoints sit inside a step: the run says its resume is not the uninterrupted run.
+    assert run.data.tags["gravityml.resume_exact"] == "false"
+    assert "off-policy checkpoints" in run.data.tags["gravityml.resume_differs_by"]
     steps = [m.step for m in workspace.client.get_metric_history(run.info.run_id, "eval/mean_reward")]
     assert steps == [500, 1000, 1500]  # the evaluation at 1000 is not repeated after the resume
 
@@ -77,9 +80,14 @@ def test_ppo_with_a_linear_schedule_resumes_where_it_stopped(tmp_path: Path) -> 
     assert first.tags["stop_reason"] == "stopped: preempted"
     stopped_at = int(first.metrics["train/timesteps"])
     assert 0 < stopped_at < 2048
+    # On-policy runs stop at the next rollout boundary (2 envs x 64 steps), checkpointed there: the
+    # first step of the next rollout had been taken when SB3 asked the callback whether to go on.
+    checkpointed = stopped_at - 2
+    assert checkpointed % 128 == 0
 
     second = train(TrainContext(spec=spec, workdir=tmp_path / "b", checkpoint_dir=checkpoints, resume=True))
-    assert second.tags["resumed_from_timesteps"] == str(stopped_at)
+    assert second.tags["resumed_from_timesteps"] == str(checkpointed)
+    assert second.tags["resume_exact"] == "true"
     assert second.metrics["train/timesteps"] >= 2048
     # The episodes of the first part are kept: the second run's record starts with them.
     assert second.metrics["train/episodes"] > first.metrics["train/episodes"]

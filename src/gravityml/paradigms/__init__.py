@@ -49,6 +49,13 @@ def train(ctx: TrainContext) -> TrainResult:
     """
     from gravityml.paradigms._metrics import chance_level
 
+    if ctx.spec.train.calibrate != "none" and ctx.spec.task != "supervised":
+        raise TrainingError(
+            f"train.calibrate: calibration is offered for supervised classifiers only (task: {ctx.spec.task})",
+            allowed=["none"],
+            got=ctx.spec.train.calibrate,
+            fix="remove train.calibrate",
+        )
     result = trainer_for(ctx.spec.task, ctx.spec.model.type)(ctx)
     reason = chance_level(result.metrics)
     if reason is not None:

@@ -78,3 +78,28 @@ def predicted_vs_actual_png(y_true: Sequence[float], pred: Sequence[float], path
     ax.set_ylabel("predicted")
     ax.set_title(title)
     return save_figure(fig, path)
+
+
+def reliability_png(correct: np.ndarray, confidence: np.ndarray, path: Path, title: str) -> Path:
+    """Reliability diagram: accuracy against confidence per bin (a calibrated model lies on the
+    diagonal), bar widths the bins, with the expected calibration error in the title."""
+    from gravityml.paradigms._metrics import calibration_bins, expected_calibration_error
+
+    plt = _pyplot()
+    bins = calibration_bins(np.asarray(correct, dtype="float64"), np.asarray(confidence, dtype="float64"))
+    ece = expected_calibration_error(correct, confidence)
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    lows = [b["low"] for b in bins]
+    widths = [b["high"] - b["low"] for b in bins]
+    ax.bar(lows, [b["accuracy"] for b in bins], width=widths, align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="black", label="mean confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{title}\nexpected calibration error {ece:.3f}")
+    ax.legend(loc="upper left", fontsize="small")
+    counts.bar(lows, [b["rows"] for b in bins], width=widths, align="edge", edgecolor="black")
+    counts.set_xlabel("confidence (probability of the predicted class)")
+    counts.set_ylabel("rows")
+    counts.set_xlim(0, 1)
+    return save_figure(fig, path)

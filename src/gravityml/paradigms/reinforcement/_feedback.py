@@ -10,53 +10,24 @@ separate environment, keeps the best policy, checkpoints, and stops early.
 from __future__ import annotations
 
 import csv
-import json
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gravityml._typing import MetricSink, Metrics, Params, PathLikeStr
+from gravityml._files import atomic_write
+from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
+from gravityml.paradigms.reinforcement._resume import BEST, Progress, save_checkpoint
 
 try:  # SB3 is imported only by reinforcement jobs, which import this module
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.logger import KVWriter
 except ImportError as exc:  # pragma: no cover - SB3 is a dependency
     raise ImportError("reinforcement learning needs stable-baselines3: pip install stable-baselines3") from exc
-
-STATE = "state.json"
-MODEL = "model.zip"
-BUFFER = "replay_buffer.pkl"
-BEST = "best_policy.pt"
-
-
-@dataclass
-class Progress:
-    """What training has seen so far; saved with every checkpoint so a resumed run keeps it."""
-
-    timesteps: int = 0
-    episodes: list[tuple[int, float, int]] = field(default_factory=list)  # (timestep, return, length)
-    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  # (timestep, mean, std)
-    best_mean_reward: float | None = None
-    best_timestep: int | None = None
-    stop_reason: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Progress:
-        return cls(
-            timesteps=int(data["timesteps"]),
-            episodes=[tuple(e) for e in data["episodes"]],  # type: ignore[misc]
-            evaluations=[tuple(e) for e in data["evaluations"]],  # type: ignore[misc]
-            best_mean_reward=data.get("best_mean_reward"),
-            best_timestep=data.get("best_timestep"),
-        )
-
 
 class BackgroundSink:
     """Hands metrics to the job's sink from a worker thread, so the training loop never waits on it.
@@ -78,7 +49,7 @@ class BackgroundSink:
             if self._error is None:
                 try:
                     getattr(self.sink, item[0])(*item[1])
-                except BaseException as exc:  # kept and raised in the training thread by close()
+                except BaseException as exc:  # noqa: BLE001 - kept and raised in the training thread by close()
                     self._error = exc
 
     def log_metrics(self, metrics: Metrics, step: int | None = None) -> None:
@@ -142,7 +113,10 @@ class SinkWriter(KVWriter):
 class FeedbackCallback(BaseCallback):
     """Records episodes, evaluates, keeps the best policy, checkpoints, and decides when to stop.
 
-    Returning False from ``_on_step`` is SB3's way to end ``learn`` cleanly.
+    Returning False from ``_on_step`` is SB3's way to end ``learn`` cleanly. On-policy algorithms
+    checkpoint only at rollout boundaries (``_on_rollout_start``: the buffer is empty, the policy
+    just updated), so a resumed run goes on exactly where the checkpoint was (see ``_resume``); a
+    stop asked for mid-rollout waits for the next boundary, at most ``n_steps`` steps away.
     """
 
     def __init__(
@@ -159,6 +133,7 @@ class FeedbackCallback(BaseCallback):
         off_policy: bool,
         should_stop: Callable[[], str | None],
         poll_steps: int = 512,
+        counters: dict[str, int] | None = None,
     ) -> None:
         super().__init__(verbose=0)
         self.sink = sink
@@ -173,14 +148,37 @@ class FeedbackCallback(BaseCallback):
         self.should_stop = should_stop
         self.poll_steps = poll_steps
         self.best_state: dict[str, Any] | None = None
+        self.differs_by: list[str] = []  # what the last checkpoint could not keep
+        self._saved_counters = dict(counters or {})
+        self._stop_pending: str | None = None
+        self._stop_now = False
 
     def _init_callback(self) -> None:
         done = self.progress.timesteps
-        self._next_eval = (done // self.eval_freq + 1) * self.eval_freq
-        self._next_checkpoint = (done // self.checkpoint_freq + 1) * self.checkpoint_freq
-        self._next_poll = done + self.poll_steps
+        saved = self._saved_counters
+        self._next_eval = saved.get("next_eval", (done // self.eval_freq + 1) * self.eval_freq)
+        self._next_checkpoint = saved.get("next_checkpoint", (done // self.checkpoint_freq + 1) * self.checkpoint_freq)
+        self._next_poll = saved.get("next_poll", done + self.poll_steps)
+        self._started_at = self.model.num_timesteps
+
+    def counters(self) -> dict[str, int]:
+        return {"next_eval": self._next_eval, "next_checkpoint": self._next_checkpoint, "next_poll": self._next_poll}
+
+    def _on_rollout_start(self) -> None:
+        if self.off_policy:
+            return
+        step = self.num_timesteps
+        if self._stop_pending is not None:
+            self.progress.stop_reason = f"stopped: {self._stop_pending}"
+            self.checkpoint()
+            self._stop_now = True
+        elif step >= self._next_checkpoint and step > self._started_at:
+            self._next_checkpoint = (step // self.checkpoint_freq + 1) * self.checkpoint_freq
+            self.checkpoint()
 
     def _on_step(self) -> bool:
+        if self._stop_now:
+            return False
         step = self.num_timesteps
         for info in self.locals.get("infos", ()):
             episode = info.get("episode")
@@ -189,18 +187,20 @@ class FeedbackCallback(BaseCallback):
         if step >= self._next_eval:
             self._next_eval = (step // self.eval_freq + 1) * self.eval_freq
             if self.evaluate(step):
-                self.checkpoint()
+                if self.off_policy:
+                    self.checkpoint()
                 return False
-        if step >= self._next_checkpoint:
+        if self.off_policy and step >= self._next_checkpoint:
             self._next_checkpoint = (step // self.checkpoint_freq + 1) * self.checkpoint_freq
             self.checkpoint()
-        if step >= self._next_poll:
+        if step >= self._next_poll and self._stop_pending is None:
             self._next_poll = step + self.poll_steps
             reason = self.should_stop()
-            if reason:
+            if reason and self.off_policy:
                 self.progress.stop_reason = f"stopped: {reason}"
                 self.checkpoint()
                 return False
+            self._stop_pending = reason or None
         return True
 
     def evaluate(self, step: int) -> bool:
@@ -215,7 +215,7 @@ class FeedbackCallback(BaseCallback):
         if self.progress.best_mean_reward is None or mean > self.progress.best_mean_reward:
             self.progress.best_mean_reward, self.progress.best_timestep = mean, step
             self.best_state = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
-            self.model.policy.save(str(self.checkpoint_dir / BEST))
+            atomic_write(self.checkpoint_dir / BEST, lambda tmp: self.model.policy.save(str(tmp)))
         self.sink.log_metrics(
             {
                 "eval/mean_reward": mean,
@@ -233,27 +233,12 @@ class FeedbackCallback(BaseCallback):
         return False
 
     def checkpoint(self) -> None:
-        """Model (with optimiser), replay buffer (off-policy) and progress; progress is written last."""
-        self.progress.timesteps = self.num_timesteps
-        folder = self.checkpoint_dir
-        tmp_model = folder / "model.tmp.zip"
-        self.model.save(str(tmp_model))
-        if self.off_policy:
-            tmp_buffer = folder / "replay_buffer.tmp.pkl"
-            self.model.save_replay_buffer(str(tmp_buffer))
-            os.replace(tmp_buffer, folder / BUFFER)
-        os.replace(tmp_model, folder / MODEL)
-        tmp_state = folder / "state.tmp.json"
-        tmp_state.write_text(json.dumps(asdict(self.progress)), encoding="utf-8")
-        os.replace(tmp_state, folder / STATE)
-
-
-def read_progress(folder: Path) -> Progress | None:
-    """The progress of the last complete checkpoint in ``folder``, if there is one."""
-    state = folder / STATE
-    if not state.exists() or not (folder / MODEL).exists():
-        return None
-    return Progress.from_dict(json.loads(state.read_text(encoding="utf-8")))
+        """Everything a resume needs, written whole (see ``_resume``)."""
+        envs = None if self.off_policy else (self.training_env, self.eval_env)
+        saved = save_checkpoint(
+            self.checkpoint_dir, self.model, self.progress, self.counters(), off_policy=self.off_policy, envs=envs
+        )
+        self.differs_by = saved.differs_by
 
 
 def write_tables(progress: Progress, folder: Path) -> list[Path]:

@@ -26,16 +26,22 @@ from gravityml.paradigms.reinforcement._algos import (
 )
 from gravityml.paradigms.reinforcement._envs import check_user_env, env_description, spaces_of, vec_env
 from gravityml.paradigms.reinforcement._feedback import (
+    BackgroundSink,
+    FeedbackCallback,
+    SinkWriter,
+    learning_curve_png,
+    write_tables,
+)
+from gravityml.paradigms.reinforcement._resume import (
     BEST,
     BUFFER,
     MODEL,
-    BackgroundSink,
-    FeedbackCallback,
+    Checkpoint,
     Progress,
-    SinkWriter,
-    learning_curve_png,
-    read_progress,
-    write_tables,
+    load_envs,
+    load_rng,
+    read_checkpoint,
+    restore_rng,
 )
 
 EVALUATIONS_PER_RUN = 20
@@ -85,8 +91,11 @@ def _train(ctx: TrainContext) -> TrainResult:
     folder = Path(ctx.checkpoint_dir or ctx.workdir / "checkpoints")
     folder.mkdir(parents=True, exist_ok=True)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
-    saved = read_progress(folder) if ctx.resume else None
-    model = _build(kind, kwargs, train_env, folder, saved, seed=seed, device=device.torch_device)
+    checkpoint = read_checkpoint(folder) if ctx.resume else None
+    saved = checkpoint.progress if checkpoint else None
+    model, train_env, eval_env, differs_by = _build(
+        kind, kwargs, (train_env, eval_env), checkpoint, seed=seed, device=device.torch_device
+    )
     progress = saved or Progress()
     resumed_from = saved.timesteps if saved else None
     buffer_at_resume = int(model.replay_buffer.size()) if saved and kind in OFF_POLICY else None
@@ -108,10 +117,15 @@ def _train(ctx: TrainContext) -> TrainResult:
         checkpoint_freq=spec.train.checkpoint_freq or eval_freq,
         off_policy=kind in OFF_POLICY,
         should_stop=ctx.should_stop,
+        counters=checkpoint.counters if checkpoint else None,
     )
     sink.log_params({"rl": {"algorithm": kind, "device": device.torch_device, "eval_freq": eval_freq}})
     remaining = max(total - progress.timesteps, 0)
     started, start_steps, cpu_started = time.perf_counter(), model.num_timesteps, time.process_time()
+    if checkpoint is not None:
+        states = load_rng(checkpoint)
+        if states is not None:  # last, so nothing built above draws from the restored streams
+            restore_rng(states)
     if remaining:
         try:
             model.learn(
@@ -182,6 +196,10 @@ def _train(ctx: TrainContext) -> TrainResult:
     }
     if resumed_from is not None:
         tags["resumed_from_timesteps"] = str(resumed_from)
+        # Which pieces a resume from this checkpoint could not restore (empty: the same result as uninterrupted).
+        tags["resume_exact"] = "false" if differs_by else "true"
+        if differs_by:
+            tags["resume_differs_by"] = " | ".join(differs_by)[:4000]
     if checker_warnings:
         tags["env_checker_warnings"] = " | ".join(checker_warnings)[:4000]
     meta = {
@@ -196,15 +214,38 @@ def _train(ctx: TrainContext) -> TrainResult:
     return TrainResult(model=policy, metrics=metrics, artifacts=artifacts, params=_loggable(kwargs), tags=tags)
 
 
-def _build(kind: str, kwargs: dict[str, Any], env: Any, folder: Path, saved: Progress | None, *, seed: int, device: str) -> Any:
+def _build(
+    kind: str,
+    kwargs: dict[str, Any],
+    envs: tuple[Any, Any],
+    checkpoint: Checkpoint | None,
+    *,
+    seed: int,
+    device: str,
+) -> tuple[Any, Any, Any, list[str]]:
+    """The algorithm, its training and evaluation envs, and what a resume could not restore.
+
+    From a checkpoint that kept the envs, they replace the new ones and the model goes on from the
+    observations it saved (``force_reset=False``); otherwise the envs start from their seeds.
+    """
     cls = algorithm_class(kind)
-    if saved is not None:
-        model = cls.load(str(folder / MODEL), env=env, device=device)
-        if kind in OFF_POLICY and (folder / BUFFER).exists():
-            model.load_replay_buffer(str(folder / BUFFER))
-        return model
+    train_env, eval_env = envs
+    if checkpoint is not None:
+        differs = list(checkpoint.differs_by)
+        saved_envs = load_envs(checkpoint) if kind not in OFF_POLICY else None
+        if saved_envs is not None:
+            for fresh in envs:
+                fresh.close()
+            train_env, eval_env = saved_envs
+            model = cls.load(str(checkpoint.path / MODEL), env=None, device=device)
+            model.set_env(train_env, force_reset=False)
+        else:
+            model = cls.load(str(checkpoint.path / MODEL), env=train_env, device=device)
+        if kind in OFF_POLICY and (checkpoint.path / BUFFER).exists():
+            model.load_replay_buffer(str(checkpoint.path / BUFFER))
+        return model, train_env, eval_env, differs
     try:
-        return cls(env=env, seed=seed, device=device, verbose=0, **kwargs)
+        return cls(env=train_env, seed=seed, device=device, verbose=0, **kwargs), train_env, eval_env, []
     except (AssertionError, ValueError, TypeError) as exc:
         raise TrainingError(
             f"{kind} refused its hyperparameters: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",

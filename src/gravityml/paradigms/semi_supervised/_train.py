@@ -101,6 +101,7 @@ def train(ctx: TrainContext) -> TrainResult:
     artifacts: list[Any] = [
         _plots.confusion_matrix_png(truth, pred, labels, ctx.workdir / "confusion_matrix.png", title),
         _plots.roc_curve_png(truth, proba, labels, ctx.workdir / "roc_curve.png", title),
+        _plots.reliability_png(pred.astype(str) == truth.to_numpy(), proba.max(axis=1), ctx.workdir / "reliability.png", title),
     ]
     tags = {
         "problem": "classification",

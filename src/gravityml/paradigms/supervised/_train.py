@@ -19,6 +19,9 @@ from gravityml.paradigms._metrics import (
     regression_metrics,
 )
 from gravityml.paradigms.supervised._estimators import build_estimator, build_preprocessor, needs_dense
+
+#: Share of the training rows kept aside to calibrate on when the spec gives no validation split.
+AUTO_VALIDATION = 0.1
 from gravityml.paradigms.supervised._own import build_own_estimator, confidence_method, label_codes, unscaled
 
 
@@ -67,7 +70,74 @@ def evaluate_classifier(
         title = f"{ctx.spec.name} ({ctx.spec.model.type}), {split} split"
         files.append(_plots.confusion_matrix_png(y, pred, classes, ctx.workdir / "confusion_matrix.png", title))
         files.append(_plots.roc_curve_png(y, np.asarray(proba), classes, ctx.workdir / "roc_curve.png", title))
+        correct = np.asarray(pred).astype(str) == np.asarray(y).astype(str)
+        files.append(_plots.reliability_png(correct, np.asarray(proba).max(axis=1), ctx.workdir / "reliability.png", title))
     return metrics, files
+
+
+def calibration_rows(ctx: TrainContext, split: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to fit on, validation rows to calibrate on): ``data.split.validation`` when the spec
+    sets one, else :data:`AUTO_VALIDATION` of the training rows (stratified, seeded)."""
+    from gravityml.data._dataset import _split
+
+    if split.validation is not None:
+        return split.train, split.validation
+    dataset = ctx.dataset
+    assert dataset is not None
+    seed = ctx.spec.data.split.seed + 1 if ctx.spec.data else 8
+    return _split(split.train, AUTO_VALIDATION, seed, dataset.target)
+
+
+def calibrate_pipeline(pipeline: Any, method: str, X_val: pd.DataFrame, y_val: pd.Series) -> Any:
+    """The fitted pipeline with its estimator's probabilities mapped by ``method`` (sigmoid: Platt
+    1999; isotonic: Zadrozny & Elkan 2002), fitted on the validation rows only.
+
+    scikit-learn's ``CalibratedClassifierCV`` over the frozen estimator; the frozen wrapper is
+    taken off once fitted, so the pipeline keeps (preprocess, model) and exports to ONNX.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+
+    preprocess, estimator = pipeline.named_steps["preprocess"], pipeline.steps[-1][1]
+    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
+    try:
+        calibrated.fit(preprocess.transform(X_val), y_val)
+    except ValueError as exc:
+        raise TrainingError(
+            f"train.calibrate: {method} calibration could not be fitted: {str(exc).strip().splitlines()[0]}",
+            allowed="validation rows of every class",
+            got=f"{len(X_val)} validation rows",
+            fix="give more rows, or set data.split.validation: 0.2",
+        ) from None
+    for member in calibrated.calibrated_classifiers_:
+        member.estimator = member.estimator.estimator
+    calibrated.estimator = estimator
+    return Pipeline([("preprocess", preprocess), ("model", calibrated)])
+
+
+def check_calibrate(ctx: TrainContext, allowed: tuple[str, ...]) -> str:
+    """``train.calibrate`` when this model can use it, else a TrainingError naming what it can."""
+    method = ctx.spec.train.calibrate
+    dataset = ctx.dataset
+    assert dataset is not None
+    if method == "none":
+        return method
+    if dataset.problem != "classification":
+        raise TrainingError(
+            "train.calibrate: calibration maps class probabilities, and this job is a regression",
+            allowed=["none"],
+            got=method,
+            fix="remove train.calibrate (regressors report a conformal interval instead)",
+        )
+    if method not in allowed:
+        raise TrainingError(
+            f"train.calibrate: {ctx.spec.model.type} cannot use {method} calibration",
+            allowed=list(allowed) or ["none"],
+            got=method,
+            fix=f"use train.calibrate: {allowed[0]}" if allowed else "remove train.calibrate",
+        )
+    return method
 
 
 def train(ctx: TrainContext) -> TrainResult:
@@ -79,9 +149,19 @@ def train(ctx: TrainContext) -> TrainResult:
     X_train = schema.validate(split.train[dataset.features])
     X_test = schema.validate(split.test[dataset.features])
     y_train, y_test = split.train[dataset.target], split.test[dataset.target]
+    calibrate = check_calibrate(ctx, ("sigmoid", "isotonic"))
+    if calibrate != "none":
+        fit_rows, val_rows = calibration_rows(ctx, split)
+        X_train, y_train = schema.validate(fit_rows[dataset.features]), fit_rows[dataset.target]
+        X_val, y_val = schema.validate(val_rows[dataset.features]), val_rows[dataset.target]
     pipeline = fit_pipeline(ctx, X_train, y_train)
+    uncalibrated = pipeline
+    if calibrate != "none":
+        pipeline = calibrate_pipeline(pipeline, calibrate, X_val, y_val)
 
     meta: dict[str, Any] = {"task": "supervised", "model_type": ctx.spec.model.type, "problem": dataset.problem}
+    if calibrate != "none":
+        meta["calibration"] = {"method": calibrate, "rows": len(X_val)}
     artifacts = []
     if dataset.problem == "classification":
         kind = "classifier"
@@ -96,6 +176,10 @@ def train(ctx: TrainContext) -> TrainResult:
         metrics, artifacts = evaluate_classifier(ctx, model, X_test, y_test, "test", plots=True)
         train_metrics, _ = evaluate_classifier(ctx, model, X_train, y_train, "train", plots=False)
         metrics.update(train_metrics)
+        if calibrate != "none":
+            before = SklearnModel(uncalibrated, kind=kind, schema=schema, meta=meta)
+            metrics["test/ece_uncalibrated"] = evaluate_classifier(ctx, before, X_test, y_test, "test", plots=False)[0]["test/ece"]
+            metrics["data/calibration_rows"] = float(len(X_val))
     else:
         kind = "regressor"
         test_pred = pipeline.predict(X_test)
@@ -106,11 +190,16 @@ def train(ctx: TrainContext) -> TrainResult:
         metrics.update(prefixed("train", regression_metrics(y_train, pipeline.predict(X_train))))
         title = f"{ctx.spec.name} ({ctx.spec.model.type}), test split"
         artifacts.append(_plots.predicted_vs_actual_png(y_test, test_pred, ctx.workdir / "predicted_vs_actual.png", title))
-    metrics["data/train_rows"] = float(len(split.train))
+    metrics["data/train_rows"] = float(len(X_train))
     metrics["data/test_rows"] = float(len(split.test))
-    params = {k: v for k, v in pipeline.named_steps["model"].get_params(deep=False).items() if _simple(v)}
+    params = {k: v for k, v in uncalibrated.named_steps["model"].get_params(deep=False).items() if _simple(v)}
     ctx.sink.log_metrics(metrics)
-    return TrainResult(model=model, metrics=metrics, artifacts=artifacts, params={"estimator": params}, tags={"problem": str(dataset.problem)})
+    tags = {"problem": str(dataset.problem)}
+    if calibrate != "none":
+        tags["calibration"] = (
+            f"{calibrate} on {len(X_val)} validation rows: test ECE {metrics['test/ece_uncalibrated']:.4f} -> {metrics['test/ece']:.4f}"
+        )
+    return TrainResult(model=model, metrics=metrics, artifacts=artifacts, params={"estimator": params}, tags=tags)
 
 
 def _simple(value: Any) -> bool:
