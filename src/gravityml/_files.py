@@ -89,7 +89,7 @@ def is_stale_temp(path: Path, target_name: str | None = None) -> bool:
 
 def remove_stale_temps(folder: Path, target_name: str | None = None) -> list[Path]:
     """Remove what killed writers left in ``folder`` (for ``target_name`` only, when given)."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:
@@ -128,7 +128,7 @@ def _fsync_file(path: Path) -> None:
 
 def fsync_tree(root: Path) -> None:
     """fsync every file and folder under ``root`` (deepest first), and ``root`` itself."""
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+    for dirpath, _, filenames in os.walk(root, topdown=False):
         for name in filenames:
             path = Path(dirpath) / name
             if not path.is_symlink():
@@ -138,7 +138,7 @@ def fsync_tree(root: Path) -> None:
 
 def _chmod_tree(root: Path, mask: int) -> None:
     """Folders ``0o777``, files ``0o666`` (executables ``0o777``), less ``mask``."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root):
         os.chmod(dirpath, 0o777 & ~mask)
         for name in filenames:
             path = Path(dirpath) / name
@@ -148,7 +148,7 @@ def _chmod_tree(root: Path, mask: int) -> None:
             os.chmod(path, (0o777 if executable else 0o666) & ~mask)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, then sync it and rename it into place.
 
     ``write`` receives the temporary path (it may create or replace the file there). The result has

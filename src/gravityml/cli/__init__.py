@@ -7,6 +7,7 @@ from gravityml.cli import _plan  # noqa: F401 - registers `plan`, `buy-vs-rent` 
 from gravityml.cli import _precision  # noqa: F401 - registers `precision`
 from gravityml.cli import _jobs_cmd  # noqa: F401 - registers `jobs list|logs|status|stop`
 from gravityml.cli import _lifecycle  # noqa: F401 - registers `monitor`, `retrain`, `lifecycle`, `models evaluate|rollback`
+from gravityml.cli import _gc  # noqa: F401 - registers `gc`
 from gravityml.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gravityml._files import publish_dir, staging_dir
 from gravityml.errors import ModelNotFoundError, SpecError
 from gravityml.tracking._workspace import Workspace
 
@@ -307,12 +308,12 @@ def download(workspace: Workspace, ref: str | ModelRef) -> tuple[ModelVersion, P
         return mv, target
     from mlflow.artifacts import download_artifacts
 
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    local = Path(download_artifacts(artifact_uri=mv.source, dst_path=str(staging), tracking_uri=workspace.tracking_uri))
-    if target.exists():
-        shutil.rmtree(target)
-    local.rename(target) if local != staging else staging.rename(target)
-    shutil.rmtree(staging, ignore_errors=True)
+    # Downloaded beside the cache entry under a name that records this process, then renamed whole:
+    # a killed download leaves no half entry, and the next download removes what it left.
+    staging = staging_dir(target)
+    try:
+        local = Path(download_artifacts(artifact_uri=mv.source, dst_path=str(staging), tracking_uri=workspace.tracking_uri))
+        publish_dir(local, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return mv, target
