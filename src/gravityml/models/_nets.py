@@ -150,6 +150,10 @@ def scale_logits(network: nn.Module, factor: float) -> None:
 def build_network(config: dict[str, Any]) -> nn.Module:
     """The (untrained) network a config describes: ``arch``, its sizes and its params."""
     arch, params = config["arch"], config["params"]
+    if arch == "torch":  # your own module, by entry point
+        from gravityml.models._own import build_own_network
+
+        return build_own_network(config)
     if arch == "mlp":
         return MLP(config["n_inputs"], config["n_outputs"], list(params["hidden"]), float(params["dropout"]))
     if arch == "cnn":

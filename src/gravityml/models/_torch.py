@@ -264,6 +264,10 @@ class TorchModel(GravityModel):
 
         torch.save(self.network.state_dict(), path / WEIGHTS)
         (path / ENCODER).write_text(json.dumps(asdict(self.encoder)), encoding="utf-8")
+        if self.meta.get("network", {}).get("code"):  # your own network: its package travels with it
+            from gravityml.models._own import save_code
+
+            save_code(list(self.meta["network"]["code"]), path)
 
     @classmethod
     def _load_payload(cls, path: Path, *, kind: ModelKind, schema: Schema, meta: dict[str, Any]) -> TorchModel:
@@ -279,6 +283,10 @@ class TorchModel(GravityModel):
                 got=sorted(p.name for p in path.iterdir()),
                 fix="retrain the model (gravityml train JOB.yaml)",
             )
+        if meta["network"].get("arch") == "torch":
+            from gravityml.models._own import code_on_path
+
+            code_on_path(path)
         network = build_network(meta["network"])
         state = torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
         network = network.to(next(iter(state.values())).dtype) if state else network

@@ -96,7 +96,10 @@ def load_entry_point(entry_point: str, path: str = "model.entry_point", base_dir
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            names = sorted(n for n in dir(module) if not n.startswith("_"))
+            names = sorted(
+                n for n, v in vars(module).items()
+                if not n.startswith("_") and callable(v) and str(getattr(v, "__module__", module_name)).startswith(module_name)
+            )
             raise SpecError(
                 path,
                 f"{module_name!r} has no {attr!r}{did_you_mean(part, names)}",

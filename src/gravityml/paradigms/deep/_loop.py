@@ -18,6 +18,7 @@ from torch import nn
 from gravityml.compute import configure_threads, precision_policy, resolve_device
 from gravityml.errors import TrainingError
 from gravityml.paradigms._base import TrainContext
+from gravityml.paradigms.deep._own import make_criterion, make_optimizer
 from gravityml.paradigms.deep._progress import EpochProgress
 
 if TYPE_CHECKING:
@@ -170,11 +171,11 @@ def fit_torch(
     Xv = tensor(X_val) if X_val is not None else None
     yv = tensor(y_val, target=True) if y_val is not None else None
     network = network.to(device=device, dtype=dtype)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(ctx.spec, network.parameters(), cfg.lr, cfg.weight_decay)  # model.optimizer, AdamW default
     scheduler = _scheduler(cfg.lr_schedule, optimizer, epochs, cfg.patience)
     scaler = policy.grad_scaler()
     w = torch.as_tensor(weights, dtype=dtype, device=device) if weights is not None else None
-    criterion: nn.Module = nn.CrossEntropyLoss(weight=w) if loss == "cross_entropy" else nn.MSELoss()
+    criterion: nn.Module = make_criterion(ctx.spec, loss, w)  # model.loss, else cross-entropy / MSE
     generator = torch.Generator().manual_seed(cfg.seed)
 
     result = FitResult(network=network, precision=name, devices=rank.world if rank is not None else 1)

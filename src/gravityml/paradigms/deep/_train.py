@@ -17,6 +17,7 @@ from gravityml.paradigms import _plots
 from gravityml.paradigms._base import TrainContext, TrainResult, require_two_classes
 from gravityml.paradigms._metrics import classification_metrics, conformal_half_width, prefixed, regression_metrics
 from gravityml.paradigms.deep._loop import FitResult, class_weights, fit_torch, seed_everything
+from gravityml.paradigms.deep._own import importable, input_arch, own_config
 from gravityml.paradigms.supervised._train import check_calibrate
 from gravityml.schema import Schema
 from gravityml.spec import JobSpec, did_you_mean
@@ -100,9 +101,12 @@ def _stats(arch: str, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> Prepared:
     """Split, validate, encode. ``max_rows`` trains on a seeded slice (the precision check)."""
-    arch = spec.model.type
-    params = resolve_params(arch, dict(spec.model.params))
     schema = dataset.schema()
+    own = spec.model.type == "torch"  # your own module: the encoder follows the rows it gets
+    if own:
+        importable(spec)
+    arch = input_arch(schema) if own else spec.model.type
+    params = dict(spec.model.params) if own else resolve_params(arch, dict(spec.model.params))
     _check_inputs(arch, schema, spec)
     require_two_classes(dataset, schema)
     split = dataset.split()
@@ -117,7 +121,7 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
         train, validation = _split(train, AUTO_VALIDATION, spec.data.split.seed + 1 if spec.data else 8, stratify)
     assert dataset.target is not None
     frames = {k: schema.validate(v[dataset.features]) for k, v in (("train", train), ("test", split.test))}
-    encoder = TorchEncoder.fit(arch, schema, frames["train"], params)
+    encoder = TorchEncoder.fit(arch, schema, frames["train"], {**DEFAULTS["text"], **params} if own else params)
     X_train = encoder.transform(frames["train"])
     X_val = encoder.transform(schema.validate(validation[dataset.features])) if validation is not None else None
     classes = list(schema.classes or ())
@@ -144,6 +148,8 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
         config["shape"] = encoder.shape
     else:
         config["vocab_size"] = len(encoder.vocabulary)
+    if own:
+        config = own_config(spec, encoder, str(dataset.problem), n_out)
     return Prepared(
         arch=arch,
         params=params,
@@ -212,7 +218,7 @@ def fit_prepared(ctx: TrainContext, prep: Prepared, precision: str, **kwargs: An
 def to_model(ctx: TrainContext, prep: Prepared, fit: FitResult) -> TorchModel:
     meta: dict[str, Any] = {
         "task": "supervised",
-        "model_type": prep.arch,
+        "model_type": ctx.spec.model.type,
         "problem": prep.problem,
         "precision": fit.precision,
         "network": prep.config,
