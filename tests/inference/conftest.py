@@ -21,6 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: The admin token of the module servers (repository endpoints).
+ADMIN_TOKEN = "adm1n"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -101,7 +105,8 @@ class Server:
         full_env = {**os.environ, "GRAVITYML_HOME": str(home), **(env or {})}
         full_env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gravityml", "serve", *args, "--port", str(self.port)],
+            # No drain unless a test asks for one (a later --drain-seconds wins).
+            [sys.executable, "-m", "gravityml", "serve", "--drain-seconds", "0", *args, "--port", str(self.port)],
             env=full_env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT,
         )
         deadline = time.monotonic() + 60
@@ -132,6 +137,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(trained: Path) -> Iterator[Server]:
     """Both models served, with a token."""
-    srv = Server(trained, "iris", "loans@production", "--token", "s3cret", "--max-delay-ms", "5")
+    srv = Server(trained, "iris", "loans@production", "--token", "s3cret", "--admin-token", ADMIN_TOKEN,
+                 "--max-delay-ms", "5")
     yield srv
     srv.stop()

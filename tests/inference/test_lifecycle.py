@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from tests.inference.conftest import Server, workspace_env
+from tests.inference.conftest import ADMIN_TOKEN, Server, workspace_env
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def flower(trained: Path) -> Iterator[Server]:
         ws = Workspace.current(trained)
         iris = resolve(ws, "iris/1")
         register(ws, "flower", run_id=iris.run_id, source=iris.source)
-    srv = Server(trained, "flower", "--runtime", "onnx", "--max-delay-ms", "400")
+    srv = Server(trained, "flower", "--runtime", "onnx", "--max-delay-ms", "400", "--admin-token", ADMIN_TOKEN)
     yield srv
     srv.stop()
 
@@ -64,12 +67,16 @@ def test_reload_serves_the_new_version_without_dropping_requests(flower: Server,
     with workspace_env(trained):
         ws = Workspace.current(trained)
         v1 = resolve(ws, "flower/1")
-        register(ws, "flower", run_id=v1.run_id, source=v1.source)  # version 2
+        # Registering is idempotent per run: version 2 comes from a run of its own (same artefacts).
+        rerun = ws.client.create_run(ws.client.get_run(v1.run_id).info.experiment_id)
+        with tempfile.TemporaryDirectory() as tmp:  # the job spec the ONNX export reads its held-out rows from
+            ws.client.log_artifact(rerun.info.run_id, ws.client.download_artifacts(v1.run_id, "job.yaml", tmp))
+        register(ws, "flower", run_id=rerun.info.run_id, source=v1.source)  # version 2
     clients = [threading.Thread(target=traffic) for _ in range(4)]
     for c in clients:
         c.start()
     time.sleep(1.0)
-    loaded = httpx.post(f"{flower.url}/v2/repository/models/flower/load", timeout=120)
+    loaded = httpx.post(f"{flower.url}/v2/repository/models/flower/load", timeout=120, headers=ADMIN)
     time.sleep(1.0)
     stop.set()
     for c in clients:
@@ -81,7 +88,8 @@ def test_reload_serves_the_new_version_without_dropping_requests(flower: Server,
     index = httpx.post(f"{flower.url}/v2/repository/index").json()
     assert [(m["name"], m["version"]) for m in index] == [("flower", "2")]
     assert httpx.get(f"{flower.url}/v2/models/flower/versions/1").status_code == 404
-    bad = httpx.post(f"{flower.url}/v2/repository/models/flower/load", json={"parameters": {"ref": "iris/1"}})
+    bad = httpx.post(f"{flower.url}/v2/repository/models/flower/load", json={"parameters": {"ref": "iris/1"}},
+                     headers=ADMIN)
     assert bad.status_code == 400 and "not 'flower'" in bad.json()["error"]
 
 

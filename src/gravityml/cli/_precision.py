@@ -25,8 +25,7 @@ def precision(
     """Train (or evaluate) at each precision this hardware offers; recommend the cheapest good one."""
     from gravityml.data import atomic_write, load_dataset
     from gravityml.errors import SpecError
-    from gravityml.paradigms import TrainContext
-    from gravityml.paradigms.deep._precision import chart_png, compare_inference, compare_training
+    from gravityml.paradigms.deep._precision import chart_png, compare_inference
     from gravityml.spec import MODEL_TYPES, load_spec
 
     spec = load_spec(job)
@@ -38,12 +37,14 @@ def precision(
             got=spec.model.type,
             fix="use a spec whose model.type is mlp, cnn or text",
         )
-    dataset = load_dataset(spec)
     chart = output or Path(f"precision-{spec.name}.png")
     if model is not None:
+        from gravityml.execution._precision import placed_here
         from gravityml.inference import load
         from gravityml.models._torch import TorchModel
 
+        placed_here(spec)  # the data is read here: placement must allow it, as for training
+        dataset = load_dataset(spec)
         loaded = load(model)
         if not isinstance(loaded, TorchModel):
             raise SpecError(
@@ -57,11 +58,11 @@ def precision(
         with status(f"evaluating {model} at each precision"):
             report = compare_inference(loaded, test[dataset.features], test[dataset.target], tolerance=tolerance / 100)
     else:
-        import tempfile
+        from gravityml.execution._precision import run_precision
 
-        with tempfile.TemporaryDirectory() as tmp, status(f"training {spec.name} at each precision"):
-            ctx = TrainContext(spec=spec, workdir=Path(tmp), dataset=dataset)
-            report = compare_training(ctx, dataset, tolerance=tolerance / 100, epochs=epochs)
+        with status(f"training {spec.name} at each precision"):  # placed and enforced like `train`, then tracked
+            report, run_id = run_precision(spec, tolerance=tolerance / 100, epochs=epochs)
+        console.print(f"run         {run_id} (placement, report and chart tracked like a training run)")
     rows = []
     fp32 = next((r.samples_per_s for r in report.rows if r.precision == "fp32"), None)
     for row in report.rows:

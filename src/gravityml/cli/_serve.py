@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import typer
 from gravityml.cli._app import app, console, status, table
 
 TOKEN_ENV = "GRAVITYML_SERVE_TOKEN"
+ADMIN_TOKEN_ENV = "GRAVITYML_SERVE_ADMIN_TOKEN"
 
 
 @app.command()
@@ -27,6 +29,13 @@ def serve(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body (413 above)."),
     token: str = typer.Option(None, "--token", envvar=TOKEN_ENV, show_envvar=True,
                               help="Require 'Authorization: Bearer TOKEN' (health probes stay open)."),
+    admin_token: str = typer.Option(None, "--admin-token", envvar=ADMIN_TOKEN_ENV, show_envvar=True,
+                                    help="Bearer token of the repository endpoints (load); without it loading over "
+                                    "HTTP is off."),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="A browser origin (scheme://host:port) allowed "
+                                          "to call the server cross-origin; repeatable. Others get 403."),
+    drain_seconds: float = typer.Option(5.0, "--drain-seconds", min=0.0, help="On SIGTERM: seconds of readiness "
+                                        "503 with every response closing its connection, before the port closes."),
     threads: int = typer.Option(1, "--threads", min=1, help="Threads one model call may use."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request on stderr."),
 ) -> None:
@@ -38,6 +47,13 @@ def serve(
     if runtime not in ("native", "onnx"):
         raise SpecError("--runtime", "unknown runtime", allowed=["native", "onnx"], got=runtime,
                         fix="use --runtime native or --runtime onnx")
+    for origin in cors_origin:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+", origin.rstrip("/")):
+            raise SpecError("--cors-origin", "is not a browser origin", allowed="scheme://host[:port], e.g. "
+                            "https://app.example.com", got=origin, fix="give the origin without a path")
+    if admin_token and token and admin_token == token:
+        raise SpecError("--admin-token", "is the same as --token", allowed="a separate secret", got="(the same)",
+                        fix="choose a different admin token: whoever may predict must not be able to load models")
     if not 0 <= port <= 65535:  # checked here: uvicorn would fail deep in asyncio with a traceback
         raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
                         fix="choose a port such as 8080")
@@ -56,12 +72,16 @@ def serve(
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         token=token or os.environ.get(TOKEN_ENV) or None,
         model_threads=threads,
+        admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
+        cors_origins=tuple(cors_origin),
+        drain_s=drain_seconds,
     )
 
     def ready(models: list) -> None:  # type: ignore[type-arg]
         rows = [(m.name, m.version, m.ref, m.model.kind, m.runtime) for m in models]
         console.print(table("serving", ["model", "version", "from", "kind", "runtime"], rows))
         auth = "bearer token required" if config.token else "no auth"
+        auth += ", loading over HTTP with the admin token" if config.admin_token else ", loading over HTTP off"
         console.print(f"Open Inference Protocol on http://{host}:{port}/v2 ({auth}); metrics /metrics, API /docs")
 
     serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready)

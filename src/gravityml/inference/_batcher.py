@@ -51,6 +51,7 @@ class Batcher:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0
+        self._carry: _Item | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -110,7 +111,7 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        self._carry: _Item | None = None
+        self._carry = None
         stopping = False
         while not stopping or self._carry is not None:
             if self._carry is not None:

@@ -8,13 +8,14 @@ from gravityml.models import MANIFEST, GravityModel, load_model
 from gravityml.tracking import Workspace, download
 
 
-def load(ref: str | Path, *, workspace: Workspace | None = None) -> GravityModel:
+def load(ref: str | Path, *, workspace: Workspace | None = None, paths: bool = True) -> GravityModel:
     """A model by reference (``tumor``, ``tumor/3``, ``tumor@production``) or folder path.
 
-    ``model.meta["ref"]`` records the resolved ``NAME/VERSION`` of a registered model.
+    ``model.meta["ref"]`` records the resolved ``NAME/VERSION`` of a registered model. With
+    ``paths=False`` only the registry is asked (a request to a server never names a folder).
     """
     path = Path(ref)
-    if (path / MANIFEST).exists():
+    if paths and (path / MANIFEST).exists():
         model = load_model(path)
         model.meta.setdefault("ref", str(path))
         return model

@@ -1,6 +1,9 @@
-"""What a server operator watches: Prometheus metrics, a JSON access log, and the auth gate.
+"""What a server operator watches: Prometheus metrics, a JSON access log, and the gate.
 
-All three live in one plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a
+The gate refuses, before any handler runs: cross-origin browser requests (unless ``--cors-origin``
+names the origin), POST bodies that are not JSON or the binary extension's octet stream, a missing
+or wrong bearer token, and repository calls without the admin token. While the server drains every
+response carries ``Connection: close``. All of it lives in one plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a
 task and a copy per request: https://github.com/encode/starlette/issues/1438).
 """
 
@@ -11,9 +14,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import ClientDisconnect
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,6 +30,23 @@ access_log = logging.getLogger("gravityml.access")
 
 #: Paths that answer without a token: probes of the orchestrator, and the API description.
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+#: Paths that need the admin token (loading models): never open, never the inference token.
+ADMIN_PREFIX = "/v2/repository/models/"
+#: The status recorded for a request whose client went away before the answer (nginx's convention).
+DISCONNECTED = 499
+#: POST bodies taken: JSON, and the binary tensor extension's body.
+POST_TYPES = frozenset({"application/json", "application/octet-stream"})
+#: Headers a browser adds (a request without any of them and without a Content-Type is from a
+#: program such as tritonclient, which sends none).
+_BROWSER_HEADERS = (b"origin", b"sec-fetch-site", b"sec-fetch-mode")
+_CORS_HEADERS = b"authorization, content-type, inference-header-content-length"
+
+
+@dataclass
+class Lifecycle:
+    """Where the server is in its life; ``draining`` from SIGTERM until the port closes."""
+
+    draining: bool = False
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -64,22 +86,77 @@ class Metrics:
         self.batch_rows.labels(model).observe(rows)
 
 
-class Gate:
-    """Bearer-token check, request metrics and one JSON access-log line per request."""
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, token: str | None) -> None:
+
+def _bearer(scope: Scope, token: bytes) -> bool:
+    value = _header(scope, b"authorization")
+    if value is None:
+        return False
+    scheme, _, credentials = value.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
+
+
+class Gate:
+    """Origin, content-type and token checks, request metrics and one JSON access-log line per request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        token: str | None,
+        admin_token: str | None = None,
+        cors_origins: tuple[str, ...] = (),
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.token = token.encode() if token else None
+        self.admin_token = admin_token.encode() if admin_token else None
+        self.cors_origins = frozenset(o.rstrip("/").encode() for o in cors_origins)
+        self.lifecycle = lifecycle or Lifecycle()
 
-    def _authorised(self, scope: Scope) -> bool:
-        if self.token is None or scope["path"] in OPEN_PATHS:
-            return True
-        for key, value in scope.get("headers", []):
-            if key == b"authorization":
-                scheme, _, credentials = value.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token)
-        return False
+    def _refusal(self, scope: Scope, origin: bytes | None) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """Why the gate refuses this request (status, message, headers), or None to let it in."""
+        path, method = scope["path"], scope["method"]
+        if origin is not None and not self._same_origin(scope, origin) and origin not in self.cors_origins:
+            shown = origin.decode("latin-1")[:100]
+            return 403, (f"cross-origin request from {shown!r} refused; allowed: this server's own origin"
+                         + (f" and {sorted(o.decode() for o in self.cors_origins)}" if self.cors_origins else "")
+                         + f"; fix: start the server with --cors-origin {shown} to allow that page"), []
+        if method == "POST":
+            ctype = _header(scope, b"content-type")
+            media = ctype.split(b";")[0].strip().lower().decode("latin-1") if ctype is not None else None
+            from_browser = any(_header(scope, h) is not None for h in _BROWSER_HEADERS)
+            if (media is None and from_browser) or (media is not None and media not in POST_TYPES):
+                return 415, (f"POST bodies must be application/json (or application/octet-stream with the binary "
+                             f"tensor extension); got {media or 'no Content-Type'!r}; fix: send "
+                             "'Content-Type: application/json'"), []
+        if path.startswith(ADMIN_PREFIX):
+            if self.admin_token is None:
+                return 403, ("loading models over HTTP is off on this server; fix: start it with --admin-token "
+                             "(or GRAVITYML_SERVE_ADMIN_TOKEN) and send 'Authorization: Bearer ADMIN_TOKEN'"), []
+            if not _bearer(scope, self.admin_token):
+                return 401, "missing or wrong admin token; send 'Authorization: Bearer ADMIN_TOKEN'", [
+                    (b"www-authenticate", b'Bearer realm="gravityml-admin"')]
+            return None
+        if self.token is None or path in OPEN_PATHS or _bearer(scope, self.token):
+            return None
+        if path.startswith("/v2/repository/") and self.admin_token is not None and _bearer(scope, self.admin_token):
+            return None  # the admin may read the index too
+        return 401, "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'", [
+            (b"www-authenticate", b'Bearer realm="gravityml"')]
+
+    @staticmethod
+    def _same_origin(scope: Scope, origin: bytes) -> bool:
+        host = _header(scope, b"host")
+        scheme = scope.get("scheme", "http").encode()
+        return host is not None and origin == scheme + b"://" + host
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,19 +164,39 @@ class Gate:
             return
         start = time.perf_counter()
         status = {"code": 500}
+        origin = _header(scope, b"origin")
+        cors = origin is not None and origin in self.cors_origins
+        draining = self.lifecycle.draining
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                extra = []
+                if cors:
+                    assert origin is not None
+                    extra += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+                if draining or self.lifecycle.draining:
+                    extra.append((b"connection", b"close"))
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         scope.setdefault("state", {})
         try:
-            if self._authorised(scope):
+            if cors and scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+                await _reply(send_wrapper, 204, None, extra=[
+                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-headers", _CORS_HEADERS), (b"access-control-max-age", b"600")])
+                return
+            refusal = self._refusal(scope, origin)
+            if refusal is None:
                 await self.app(scope, receive, send_wrapper)
             else:
-                await _reply(send_wrapper, 401, {"error": "missing or wrong bearer token; send 'Authorization: Bearer TOKEN'"},
-                             extra=[(b"www-authenticate", b'Bearer realm="gravityml"')])
+                code, message, extra = refusal
+                scope["state"]["error"] = message
+                await _reply(send_wrapper, code, {"error": message}, extra=extra)
+        except ClientDisconnect:
+            status["code"] = DISCONNECTED
         finally:
             self._record(scope, status["code"], time.perf_counter() - start)
 
@@ -131,8 +228,10 @@ class Gate:
             access_log.info(json.dumps(entry, default=str))
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *extra]
+async def _reply(send: Send, status: int, body: dict[str, Any] | None, extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    payload = json.dumps(body).encode() if body is not None else b""
+    headers = [(b"content-length", str(len(payload)).encode()), *extra]
+    if body is not None:
+        headers.insert(0, (b"content-type", b"application/json"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -109,15 +109,23 @@ class Served:
 
 
 def load_for_serving(
-    ref: str, runtime: Runtime = "native", *, threads: int | None = None, workspace: Workspace | None = None
+    ref: str,
+    runtime: Runtime = "native",
+    *,
+    threads: int | None = None,
+    workspace: Workspace | None = None,
+    paths: bool = True,
 ) -> Loaded:
-    """A model by reference, model folder or export folder, in the runtime asked for."""
-    if is_export_dir(ref):
+    """A model by reference, model folder or export folder, in the runtime asked for.
+
+    ``paths=False``: by registry reference only; no folder is looked at (what a load request names).
+    """
+    if paths and is_export_dir(ref):
         model: GravityModel = OnnxModel(ref, threads=threads)
         meta = model.metadata["model"]  # type: ignore[attr-defined]
         name = meta.get("name") or Path(ref).resolve().name
         return Loaded(name, str(meta.get("version") or 1), ref, model, "onnx")
-    native = load(ref, workspace=workspace)
+    native = load(ref, workspace=workspace, paths=paths)
     name = str(native.meta.get("name") or Path(ref).resolve().name)
     version = str(native.meta.get("version") or 1)
     if runtime == "native":

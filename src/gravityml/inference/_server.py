@@ -11,10 +11,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from importlib import metadata
+import re
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,14 +25,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
-from gravityml.inference._observability import Gate, Metrics
-from gravityml.inference._repository import Loaded, Repository
+from gravityml.inference._observability import DISCONNECTED, Gate, Lifecycle, Metrics
+from gravityml.inference._repository import Loaded, Repository, Served
 from gravityml.inference._tensors import (
+    FLOAT_MAX,
     PROBABILITIES,
     binary_outputs,
     binary_wanted,
+    check_declared,
+    check_finite,
     decode_request,
     output_tensors,
     select_outputs,
@@ -38,6 +45,12 @@ from gravityml.inference._tensors import (
 log = logging.getLogger("gravityml.serve")
 #: The binary tensor extension's header: the length of the JSON part of the body.
 BINARY_HEADER = "inference-header-content-length"
+#: Bodies up to this size are decoded on the event loop (a thread hop costs more than decoding them).
+INLINE_DECODE_BYTES = 64 * 1024
+#: What the load endpoint takes over HTTP besides the refs named at start: registry references.
+REGISTRY_REF = re.compile(r"(?:models:/)?[A-Za-z][A-Za-z0-9_.-]{0,127}(?:/[0-9]{1,9}|@[A-Za-z0-9_-]{1,64})?")
+#: Flavors that compute in float32 (larger inputs overflow to infinity inside the model).
+_FP32_FLAVORS = frozenset({"onnx", "torch", "autoencoder", "sb3"})
 
 
 def _package_version() -> str:
@@ -81,8 +94,8 @@ _INFER_BODY = {
         }
     },
 }
-_ERROR = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
-_ERRORS = {
+_ERROR: dict[str, Any] = {"content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
     "400": {"description": "Bad request: the error names the tensor, shape, datatype or value", **_ERROR},
     "401": {"description": "Missing or wrong bearer token", **_ERROR},
     "404": {"description": "Unknown model or version", **_ERROR},
@@ -107,6 +120,12 @@ class ServeConfig:
     #: Threads one model call may use (OpenMP/BLAS and onnxruntime). Batches of online requests are
     #: small: one thread avoids threads spinning against the event loop on a small machine.
     model_threads: int = 1
+    #: The bearer token of the repository endpoints (load); without one, loading over HTTP is off.
+    admin_token: str | None = None
+    #: Browser origins (scheme://host:port) allowed to call the server cross-origin.
+    cors_origins: tuple[str, ...] = ()
+    #: Seconds between SIGTERM and closing the port: readiness answers 503, every response closes its connection.
+    drain_s: float = 5.0
 
 
 class _ClientError(Exception):
@@ -116,7 +135,16 @@ class _ClientError(Exception):
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json")
+    # allow_nan=False: a NaN that slipped past check_finite fails loudly instead of sending invalid JSON.
+    return Response(json.dumps(payload, separators=(",", ":"), allow_nan=False), status_code=status,
+                    media_type="application/json")
+
+
+def _digits(text: str | None) -> int | None:
+    """A header's non-negative integer (ASCII digits only: str.isdigit accepts superscripts)."""
+    if text is None or not (0 < len(text) <= 18 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -124,8 +152,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = _digits(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
         raise _ClientError(413, f"request body of {declared} bytes is over the limit of {limit} bytes; "
                                 "split the rows into smaller requests")
     chunks, size = [], 0
@@ -146,15 +174,40 @@ def _parse(body: bytes) -> Any:
         raise _ClientError(400, f"malformed JSON: {str(exc)[:200]}") from None
 
 
+def float_limit(served: Served) -> float:
+    """The largest input magnitude ``served`` computes with: float32's for fp32 graphs."""
+    fp32 = served.loaded.runtime == "onnx" or served.model.flavor in _FP32_FLAVORS
+    return FLOAT_MAX["FP32"] if fp32 else FLOAT_MAX["FP64"]
+
+
+def check_load_ref(ref: str, startup_refs: frozenset[str]) -> None:
+    """A ref the load endpoint may load: one named at start (model or export folders included) or a
+    registry reference. A filesystem path from a request is never read."""
+    if ref in startup_refs or REGISTRY_REF.fullmatch(ref):
+        return
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    raise _ClientError(400, f"parameters.ref {shown!r} is neither a registry reference nor a ref this server was "
+                            f"started with; allowed: NAME, NAME/VERSION, NAME@ALIAS, or one of {sorted(startup_refs)[:5]}; "
+                            "fix: register the model and load it by name (folders are served only when named at start)")
+
+
 def create_app(
     models: list[Loaded],
     *,
     config: ServeConfig | None = None,
     loader: Callable[[str], Loaded] | None = None,
+    registry_loader: Callable[[str], Loaded] | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> Any:
-    """The ASGI application serving ``models`` (wrapped in auth, metrics and the access log)."""
+    """The ASGI application serving ``models`` (wrapped in auth, metrics and the access log).
+
+    ``loader`` loads the refs named at start (folders too); ``registry_loader`` (default: ``loader``)
+    the registry references a load request names.
+    """
     config = config or ServeConfig()
+    lifecycle = lifecycle or Lifecycle()
     metrics = Metrics()
+    startup_refs = frozenset(m.ref for m in models)
     def limit_threads() -> None:
         from threadpoolctl import threadpool_limits
 
@@ -162,6 +215,7 @@ def create_app(
 
     executor = ThreadPoolExecutor(max_workers=max(2, len(models)), thread_name_prefix="gravityml-batch",
                                   initializer=limit_threads)
+    decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gravityml-decode")
 
     def _no_loader(ref: str) -> Loaded:
         raise InferenceError("this server cannot load models", fix="start it with gravityml serve")
@@ -170,7 +224,7 @@ def create_app(
         executor=executor,
         max_batch_size=config.max_batch_size,
         max_delay_ms=config.max_delay_ms,
-        loader=loader or _no_loader,
+        loader=_checked_loader(loader or _no_loader, registry_loader or loader or _no_loader, startup_refs),
         on_batch=metrics.on_batch,
     )
     for loaded in models:
@@ -183,6 +237,7 @@ def create_app(
         # uvicorn has let in-flight requests finish; drain what the batchers still hold.
         await repo.close()
         executor.shutdown(wait=True)
+        decoder.shutdown(wait=True)
 
     app = FastAPI(
         title="gravityml inference server",
@@ -192,10 +247,18 @@ def create_app(
     )
     app.state.repository = repo
     app.state.metrics = metrics
+    app.state.lifecycle = lifecycle
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ClientDisconnect):
+            return Response(status_code=DISCONNECTED)
+        # A bug, not the client's fault: logged with its traceback (by Starlette), answered as JSON.
+        return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -207,13 +270,16 @@ def create_app(
 
     @app.get("/v2/health/ready", tags=["health"])
     async def ready() -> Response:
+        if lifecycle.draining:
+            return _json({"ready": False, "reason": "draining: the server is shutting down"}, 503)
         return _json({"ready": bool(repo.names)}, 200 if repo.names else 503)
 
     @app.get("/v2", tags=["server"])
     async def server_metadata() -> Response:
         return _json({"name": "gravityml", "version": __version__, "extensions": ["model_repository"]})
 
-    def _served(request: Request, name: str, version: str | None) -> Any:
+    def _served(request: Request, name: str, version: str | None) -> Served:
+        """The one place a request's model is looked up (routing such as canaries hooks in here)."""
         try:
             return repo.get(name, version)
         except ModelNotFoundError as exc:
@@ -231,6 +297,10 @@ def create_app(
         except GravityMLError as exc:
             request.state.error = exc.message
             return _error(400, exc.message)
+        except ClientDisconnect:
+            # The client went away mid-request: nothing to answer, and not a server error.
+            request.state.error = "client disconnected"
+            return Response(status_code=DISCONNECTED)
 
     def per_version(method: str, suffix: str, **kwargs: Any) -> Callable[[Any], Any]:
         """Register a handler at /v2/models/{name}SUFFIX and /v2/models/{name}/versions/{version}SUFFIX."""
@@ -264,11 +334,23 @@ def create_app(
             header = request.headers.get(BINARY_HEADER)
             binary = b""
             if header is not None:
-                if not header.isdigit() or int(header) > len(raw):
-                    raise _ClientError(400, f"{BINARY_HEADER} must be the byte length of the JSON part of the body")
-                raw, binary = raw[: int(header)], raw[int(header) :]
-            body = _parse(raw)
-            decoded = decode_request(body, served.model.schema, max_rows=config.max_rows, binary=binary)
+                length = _digits(header)
+                if length is None or length > len(raw):
+                    raise _ClientError(400, f"{BINARY_HEADER} must be the byte length of the JSON part of the body "
+                                            f"(ASCII digits, at most {len(raw)}); got {header[:40]!r}")
+                raw, binary = raw[:length], raw[length:]
+            # Limits first, from the declared shapes: a 16 MB body over them costs milliseconds, not seconds.
+            check_declared(raw, max_rows=config.max_rows, n_features=len(served.model.schema.features))
+
+            def decode() -> tuple[Any, Any]:
+                body = _parse(raw)
+                return body, decode_request(body, served.model.schema, max_rows=config.max_rows, binary=binary,
+                                            float_max=float_limit(served))
+
+            if len(raw) + len(binary) <= INLINE_DECODE_BYTES:
+                body, decoded = decode()
+            else:  # off the event loop: health checks and small requests keep being answered
+                body, decoded = await asyncio.get_running_loop().run_in_executor(decoder, decode)
             request.state.rows = decoded.rows
             if decoded.request_id:
                 request.state.request_id = decoded.request_id
@@ -284,6 +366,7 @@ def create_app(
             except asyncio.TimeoutError:
                 raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
                                         "or send fewer rows") from None
+            check_finite(predicted, proba)
             tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
             tensors, blob = binary_outputs(tensors, binary_wanted(body))
             payload: dict[str, Any] = {"model_name": name, "model_version": served.loaded.version, "outputs": tensors}
@@ -291,7 +374,7 @@ def create_app(
                 payload["id"] = decoded.request_id
             if not blob:
                 return _json(payload)
-            head = json.dumps(payload, separators=(",", ":")).encode()
+            head = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
             return Response(head + blob, media_type="application/octet-stream",
                             headers={BINARY_HEADER: str(len(head))})
         return await _guarded(request, run)
@@ -316,6 +399,8 @@ def create_app(
                 ref = params.get("ref") if isinstance(params, dict) else None
                 if ref is not None and not isinstance(ref, str):
                     raise _ClientError(400, "parameters.ref must be a model reference string such as tumor@production")
+                if ref is not None:
+                    check_load_ref(ref, startup_refs)
             served = await repo.reload(name, ref)
             metrics.models.set(len(repo.index()))
             log.info("loaded %s version %s from %s", name, served.loaded.version, served.loaded.ref)
@@ -326,7 +411,52 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Gate(app, metrics=metrics, token=config.token)
+    return Gate(app, metrics=metrics, token=config.token, admin_token=config.admin_token,
+                cors_origins=config.cors_origins, lifecycle=lifecycle)
+
+
+def _checked_loader(
+    startup: Callable[[str], Loaded], registry: Callable[[str], Loaded], startup_refs: frozenset[str]
+) -> Callable[[str], Loaded]:
+    """The repository's loader: refs named at start as they were, anything else from the registry only."""
+
+    def load(ref: str) -> Loaded:
+        if ref in startup_refs:
+            return startup(ref)
+        check_load_ref(ref, startup_refs)
+        return registry(ref)
+
+    return load
+
+
+class _DrainingServer:
+    """uvicorn's server with a drain before the stop: SIGTERM turns readiness to 503 and closes each
+    connection after its next response, for ``drain_s``; then uvicorn's own graceful shutdown
+    (stop accepting, finish in-flight requests) runs. A second signal stops at once."""
+
+    def __init__(self, config: Any, lifecycle: Lifecycle, drain_s: float) -> None:
+        import uvicorn
+
+        lifecycle_ = lifecycle
+        drain = drain_s
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                if sig == signal.SIGTERM and drain > 0 and not lifecycle_.draining:
+                    self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
+                    lifecycle_.draining = True
+                    log.info("SIGTERM: draining for %g s (readiness 503, connections closed after their response)",
+                             drain)
+                    timer = threading.Timer(drain, lambda: setattr(self, "should_exit", True))
+                    timer.daemon = True
+                    timer.start()
+                    return
+                super().handle_exit(sig, frame)
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()
 
 
 def serve(
@@ -341,8 +471,10 @@ def serve(
 ) -> None:
     """Load ``refs`` (aliases resolved now) and serve them until SIGINT/SIGTERM.
 
-    On a signal uvicorn stops accepting connections and lets in-flight requests finish (up to
-    ``graceful_s``), then the batchers drain what they hold.
+    On SIGTERM the server first drains for ``config.drain_s`` (readiness 503, every response with
+    ``Connection: close``, new connections still answered); then, as on SIGINT, uvicorn stops
+    accepting connections and lets in-flight requests finish (up to ``graceful_s``), and the
+    batchers drain what they hold.
     """
     import uvicorn
 
@@ -353,11 +485,15 @@ def serve(
     def loader(ref: str) -> Loaded:
         return load_for_serving(ref, runtime, threads=config.model_threads)  # type: ignore[arg-type]
 
+    def registry_loader(ref: str) -> Loaded:
+        return load_for_serving(ref, runtime, threads=config.model_threads, paths=False)  # type: ignore[arg-type]
+
     models = [loader(ref) for ref in refs]
-    app = create_app(models, config=config, loader=loader)
+    lifecycle = Lifecycle()
+    app = create_app(models, config=config, loader=loader, registry_loader=registry_loader, lifecycle=lifecycle)
     if on_ready is not None:
         on_ready(models)
-    server = uvicorn.Server(
+    server = _DrainingServer(
         uvicorn.Config(
             app,
             host=host,
@@ -366,6 +502,8 @@ def serve(
             access_log=False,  # ours is structured (gravityml.access)
             timeout_graceful_shutdown=int(graceful_s),
             lifespan="on",
-        )
+        ),
+        lifecycle,
+        config.drain_s,
     )
     server.run()

@@ -11,6 +11,7 @@ Spec: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protoco
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,15 @@ PROBABILITIES = "probabilities"
 INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 DATATYPES = INT_TYPES | FLOAT_TYPES | {"BOOL", "BYTES"}
+#: The values each integer datatype holds.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+}
+#: The largest finite magnitude of each float datatype.
+FLOAT_MAX: dict[str, float] = {
+    "FP16": float(np.finfo(np.float16).max), "FP32": float(np.finfo(np.float32).max), "FP64": float(np.finfo(np.float64).max),
+}
 #: Which tensor datatypes a column of each schema kind accepts; the first is the one advertised.
 ACCEPTS: dict[str, tuple[str, ...]] = {
     "numeric": ("FP64", *sorted(FLOAT_TYPES - {"FP64"}), *sorted(INT_TYPES)),
@@ -85,7 +95,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _column_values(values: list[Any], datatype: str, col: Column, tensor: str) -> np.ndarray:
+def _column_values(values: list[Any], datatype: str, col: Column, tensor: str, float_max: float = math.inf) -> np.ndarray:
     """``values`` checked against ``datatype`` and the column, as the array the schema expects."""
     if datatype not in ACCEPTS[col.kind]:
         raise _bad(
@@ -117,27 +127,35 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str) -
             raise _bad(f"input {tensor!r}: {datatype} values must be integers",
                        got=repr(next(v for v in values if not isinstance(v, int) or isinstance(v, bool)))[:80],
                        fix="send integers, or declare the tensor FP64")
-        if datatype.startswith("UINT") and any(v < 0 for v in values):
-            raise _bad(f"input {tensor!r}: {datatype} values cannot be negative", got=min(values),
-                       fix="send non-negative integers or declare INT64")
-        try:
-            return np.asarray(values, dtype=np.float64)
-        except OverflowError:
-            raise _bad(f"input {tensor!r}: an integer is too large", fix="send values within 64-bit range") from None
+        low, high = INT_RANGES[datatype]
+        for i, v in enumerate(values):
+            if not low <= v <= high:
+                raise _bad(f"input {tensor!r}: row {i + 1} of column {col.name!r} does not fit {datatype}",
+                           allowed=f"{low} to {high}", got=str(v)[:40],
+                           fix="send values within the datatype's range, or declare a wider datatype")
+        return np.asarray(values, dtype=np.float64)
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         if v is None:
             out[i] = math.nan
         elif _is_number(v):
-            out[i] = float(v) if not isinstance(v, int) or abs(v) < 2**63 else math.inf
+            out[i] = float(v) if not isinstance(v, int) or abs(v) < 2**1000 else math.inf
         else:
             raise _bad(f"input {tensor!r}: {datatype} values must be numbers", got=repr(v)[:80],
                        fix="send JSON numbers (null or NaN for a missing value where the model allows it)")
+    # The smaller of the declared datatype's range and the model's own precision (an fp32 graph
+    # turns 3.5e38 into infinity and answers NaN).
+    limit = min(FLOAT_MAX.get(datatype, FLOAT_MAX["FP64"]), float_max)
+    with np.errstate(invalid="ignore"):
+        outside = np.abs(out) > limit
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        value = out[row]
+        what = "is infinite" if math.isinf(value) else f"is out of the range the model computes in (|x| <= {limit:.6g})"
+        raise _bad(f"input {tensor!r}: column {col.name!r}, row {row + 1} {what}", allowed="finite numbers",
+                   got=repr(values[row])[:40], fix="send finite numbers within the model's range")
     if not np.isfinite(out).all():
         missing = np.isnan(out)
-        if np.isinf(out).any():
-            raise _bad(f"input {tensor!r}: column {col.name!r} holds an infinite value", allowed="finite numbers",
-                       got="Infinity", fix="send finite numbers")
         if missing.any() and not col.nullable:
             row = int(np.flatnonzero(missing)[0]) + 1
             raise _bad(
@@ -158,11 +176,50 @@ def _shape(tensor: dict[str, Any], name: str) -> list[int]:
     return shape
 
 
-def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000, binary: bytes = b"") -> Decoded:
+def _too_many_rows(rows: int, max_rows: int) -> InferenceError:
+    return _bad("the request has too many rows", allowed=f"<= {max_rows}", got=rows, fix="split it into smaller requests")
+
+
+_SHAPE_KEY = b'"shape"'
+_SHAPE_VALUE = re.compile(rb"\s*:\s*\[([0-9,\s]{0,200})\]")
+#: Most bytes one number takes in a JSON tensor ("-1.2345678901234567e-308, " and indentation).
+_BYTES_PER_NUMBER = 64
+
+
+def check_declared(raw: bytes, *, max_rows: int, n_features: int) -> None:
+    """Refuse a request whose declared shapes are over the limits, before its JSON is decoded.
+
+    A scan for the ``"shape"`` keys (a JSON string cannot hold an unescaped quote, so the key only
+    matches where it is a key) costs milliseconds on a 16 MB body; decoding it takes seconds. A body
+    of numbers far larger than its shapes declare is refused too (shapes that lie to pass the scan).
+    """
+    declared, at = 0, raw.find(_SHAPE_KEY)
+    while at >= 0:
+        match = _SHAPE_VALUE.match(raw, at + len(_SHAPE_KEY))
+        if match is not None:
+            dims = [int(d) for d in match.group(1).replace(b",", b" ").split() if len(d) <= 12]
+            if dims and dims[0] > max_rows:
+                raise _too_many_rows(dims[0], max_rows)
+            declared += math.prod(dims) if dims else 0
+            if declared > max_rows * max(1, n_features):
+                raise _bad("the request declares more values than the row limit allows",
+                           allowed=f"<= {max_rows} rows of {n_features} features", got=declared,
+                           fix="split it into smaller requests")
+        at = raw.find(_SHAPE_KEY, at + len(_SHAPE_KEY))
+    if b'"BYTES"' not in raw and len(raw) > 65_536 + _BYTES_PER_NUMBER * declared:
+        raise _bad("the request body is far larger than its tensors' shapes declare", got=f"{len(raw)} bytes",
+                   allowed=f"about {_BYTES_PER_NUMBER} bytes per declared value", fix="make 'shape' match the data")
+
+
+def decode_request(
+    body: Any, schema: Schema, *, max_rows: int = 100_000, binary: bytes = b"", float_max: float = math.inf
+) -> Decoded:
     """An OIP inference request for a model with ``schema`` as columns in the schema's order.
 
     ``binary`` is what follows the JSON header under the binary tensor extension: the values of
-    inputs whose ``parameters.binary_data_size`` is set, in input order.
+    inputs whose ``parameters.binary_data_size`` is set, in input order. ``float_max`` is the
+    largest magnitude the model computes with (float32's for an fp32 graph): larger values are
+    refused rather than scored as infinity.
     """
     offset = 0
     if not isinstance(body, dict):
@@ -176,16 +233,24 @@ def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000, binary
     by_name = {c.name: c for c in schema.features}
     columns: dict[str, np.ndarray] = {}
     rows: int | None = None
+    seen: set[str] = set()
     for tensor in inputs:
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
             raise _bad("each input must be an object with a string 'name'", got=repr(tensor)[:80],
                        fix="give every input tensor a name")
         name = tensor["name"]
+        if name in seen or (name == MATRIX_INPUT and name not in by_name and columns):
+            raise _bad(f"input {name!r} is given twice" if name in seen else
+                       f"input {name!r} holds every column, but column tensors were sent too", got=name[:80],
+                       fix="send each column once: one tensor per column, or all of them as one tensor 'input'")
+        seen.add(name)
         datatype = tensor.get("datatype")
-        if datatype not in DATATYPES:
+        if not isinstance(datatype, str) or datatype not in DATATYPES:
             raise _bad(f"input {name!r}: unknown datatype", allowed=sorted(DATATYPES), got=repr(datatype)[:40],
                        fix="use one of the OIP datatypes")
         shape = _shape(tensor, name)
+        if shape[0] > max_rows:
+            raise _too_many_rows(shape[0], max_rows)
         params = tensor.get("parameters")
         if isinstance(params, dict) and "binary_data_size" in params:
             size = params["binary_data_size"]
@@ -210,15 +275,15 @@ def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000, binary
                 if datatype == "BYTES" and col.kind in ("numeric", "boolean"):
                     picked = [_number_from_text(v, name, col) for v in picked]
                     column_type = "FP64" if col.kind == "numeric" else "BOOL"
-                columns[col.name] = _column_values(picked, column_type, col, name)
+                columns[col.name] = _column_values(picked, column_type, col, name, float_max)
         elif name in by_name:
             if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
                 raise _bad(f"input {name!r}: a column tensor has shape [n] or [n, 1]", got=shape,
                            fix="send one tensor per column, or all columns as one [n, n_features] tensor 'input'")
             if name in columns:
-                raise _bad(f"input {name!r} is given twice", got=name, fix="send each column once")
+                raise _bad(f"input {name!r} is given twice (once inside 'input')", got=name, fix="send each column once")
             n = shape[0]
-            columns[name] = _column_values(values, datatype, by_name[name], name)
+            columns[name] = _column_values(values, datatype, by_name[name], name, float_max)
         else:
             raise _bad(f"unknown input tensor {name!r}", allowed=[*names[:20], MATRIX_INPUT][:21], got=name,
                        fix="name input tensors after the model's columns (see GET /v2/models/NAME)")
@@ -234,7 +299,7 @@ def decode_request(body: Any, schema: Schema, *, max_rows: int = 100_000, binary
     if rows == 0:
         raise _bad("the request has no rows", got=0, fix="send at least one row")
     if rows > max_rows:
-        raise _bad("the request has too many rows", allowed=f"<= {max_rows}", got=rows, fix="split it into smaller requests")
+        raise _too_many_rows(rows, max_rows)
     outputs, probabilities = _requested(body)
     request_id = body.get("id")
     parameters = body.get("parameters")
@@ -367,7 +432,7 @@ def _plain_list(values: np.ndarray, datatype: str) -> list[Any]:
 
 def output_tensors(predicted: pd.DataFrame, proba: pd.DataFrame | None) -> list[dict[str, Any]]:
     """OIP ``outputs`` for ``predict``'s frame (and the class probabilities when given)."""
-    out = []
+    out: list[dict[str, Any]] = []
     n = len(predicted)
     for name in predicted.columns:
         values = predicted[name].to_numpy()
@@ -395,3 +460,21 @@ def select_outputs(tensors: list[dict[str, Any]], wanted: list[str] | None) -> l
         raise _bad(f"unknown output {unknown[0]!r}", allowed=sorted(known), got=unknown[0],
                    fix="request outputs the model's metadata lists")
     return [known[w] for w in wanted]
+
+
+def check_finite(predicted: pd.DataFrame, proba: pd.DataFrame | None) -> None:
+    """Refuse to answer with a NaN or infinity the model computed (JSON has neither, and the label
+    beside a NaN probability is arbitrary): the 400 names the output and the row."""
+    frames = [predicted] + ([proba] if proba is not None else [])
+    for frame in frames:
+        for column in frame.columns:
+            values = frame[column].to_numpy()
+            if values.dtype.kind != "f":
+                continue
+            bad = ~np.isfinite(values)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0]) + 1
+                output = PROBABILITIES if frame is proba else str(column)
+                raise _bad(f"the model computed no finite {output!r} for row {row}: its inputs are outside the range "
+                           "the model can score", allowed="finite outputs", got=repr(float(values[row - 1])),
+                           fix=f"check row {row}'s values against the training data's range")
