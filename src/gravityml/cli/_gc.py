@@ -9,6 +9,10 @@ import typer
 from gravityml.cli._app import app, console, table
 
 
+def _count(n: int) -> str:
+    return f"{n} leftover" + ("" if n == 1 else "s")
+
+
 def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
 
@@ -32,9 +36,9 @@ def gc(
     rows = [(item.kind, str(item.path), _mb(item.size_bytes), item.reason) for item in found]
     total = sum(item.size_bytes for item in found)
     verb = "would remove" if dry_run else "removing"
-    console.print(table(f"{verb} {len(found)} leftovers ({_mb(total)})", ["kind", "path", "size", "why"], rows))
+    console.print(table(f"{verb} {_count(len(found))} ({_mb(total)})", ["kind", "path", "size", "why"], rows))
     if dry_run:
         console.print("run `gravityml gc` without --dry-run to remove them")
         return
     freed = remove_leftovers(found)
-    console.print(f"removed {len(found)} leftovers, {_mb(freed)} freed")
+    console.print(f"removed {_count(len(found))}, {_mb(freed)} freed")
