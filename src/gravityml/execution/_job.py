@@ -20,6 +20,18 @@ from gravityml.tracking import Workspace
 
 #: The environment variable that carries a placed job (JSON) to the site that runs it.
 JOB_ENV = "GRAVITYML_PLACED_JOB"
+def gravityml_version() -> str:
+    """The installed gravityml's version (not ``gravityml.__version__``: this layer may not import the root)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("gravityml")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree without an install
+        return "0.0.0+unknown"
+
+
+#: The folder of the gravityml package, shipped to a site's cluster with the job.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: A line the remote side prints when the job is registered: the JobResult as JSON follows it.
 RESULT_MARK = "GRAVITYML_RESULT "
 

@@ -260,7 +260,8 @@ def _load_data(spec: JobSpec, job: PlacedJob) -> Any:
 def _log_job(run: TrackedRun, spec: JobSpec, dataset: Any) -> None:
     run.log_params(_spec_params(spec))
     run.log_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "job.yaml")
-    environment = {"packages": package_versions(), "hardware": describe_hardware(), "precision": spec.compute.precision}
+    environment: dict[str, Any] = {"packages": package_versions(), "hardware": describe_hardware(),
+                                   "precision": spec.compute.precision}
     run.log_dict(environment, "environment.json")
     env_tags = {f"env.{k}": v for k, v in environment["packages"].items()}
     run.set_tags(env_tags)

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from gravityml._typing import MetricSink
 from gravityml.data import Site
 from gravityml.errors import ExecutorError, GravityMLError, JobFailedError
-from gravityml.execution._job import RESULT_MARK, PlacedJob, ensure_experiment
+from gravityml.execution._job import PACKAGE_DIR, RESULT_MARK, PlacedJob, ensure_experiment, gravityml_version
 from gravityml.execution._jobs import ERROR_MARK, JobRecord, append_record, find_resumable
 from gravityml.execution._local import JobResult
 from gravityml.placement import Entry, ledger_append
@@ -158,11 +158,9 @@ def _user_code(job: PlacedJob) -> list[str]:
 def runtime_env(job: PlacedJob, site_name: str, site: Site, address: str, run_id: str, ray_job_id: str,
                 resume: bool) -> dict[str, Any]:
     """The runtime environment of a site's job: the placed job, our package, the user's code, the site's env."""
-    import gravityml
-
     env = {
         "GRAVITYML_PLACED_JOB": job.to_json(),
-        "GRAVITYML_VERSION": gravityml.__version__,
+        "GRAVITYML_VERSION": gravityml_version(),
         "GRAVITYML_SITE": site_name,
         "GRAVITYML_CLUSTER": address,
         "GRAVITYML_RUN_ID": run_id,
@@ -177,7 +175,7 @@ def runtime_env(job: PlacedJob, site_name: str, site: Site, address: str, run_id
         env.update(site.storage.env())  # keys come from the variables the catalog names, never the catalog
         if site.storage.endpoint_url:
             env["MLFLOW_S3_ENDPOINT_URL"] = site.storage.endpoint_url
-    package = str(Path(gravityml.__file__).parent)
+    package = str(PACKAGE_DIR)
     return {"env_vars": env, "py_modules": [package, *_user_code(job)]}
 
 

@@ -18,7 +18,7 @@ import sys
 from types import FrameType
 
 from gravityml.errors import GravityMLError
-from gravityml.execution._job import JOB_ENV, RESULT_MARK, PlacedJob
+from gravityml.execution._job import JOB_ENV, RESULT_MARK, PlacedJob, gravityml_version
 from gravityml.execution._jobs import ERROR_MARK
 from gravityml.execution._local import run_placed
 from gravityml.tracking import Workspace
@@ -30,9 +30,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _node_id() -> str:
     """The id of the Ray node this driver runs on, as the cluster reports it."""
+    import logging
+
     import ray
 
-    ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+    ray.init(address="auto", logging_level=logging.ERROR, log_to_driver=False)
     try:
         return str(ray.get_runtime_context().get_node_id())
     finally:
@@ -40,13 +42,11 @@ def _node_id() -> str:
 
 
 def main() -> int:
-    import gravityml
-
     signal.signal(signal.SIGTERM, _interrupt)
     job = PlacedJob.from_json(os.environ[JOB_ENV])
     host = socket.gethostname()
-    expected = os.environ.get("GRAVITYML_VERSION", gravityml.__version__)
-    print(f"gravityml {gravityml.__version__} (submitted by {expected}), python {sys.version.split()[0]} "
+    expected = os.environ.get("GRAVITYML_VERSION", gravityml_version())
+    print(f"gravityml {gravityml_version()} (submitted by {expected}), python {sys.version.split()[0]} "
           f"at {sys.executable}, host {host}, pid {os.getpid()}: {job.name} placed on {job.site}", flush=True)
     if os.environ.get("GRAVITYML_HOME", "").startswith("~"):
         os.environ["GRAVITYML_HOME"] = os.path.expanduser(os.environ["GRAVITYML_HOME"])

@@ -20,7 +20,7 @@ from typing import Any
 from gravityml._typing import MetricSink
 from gravityml.data import Site
 from gravityml.errors import ExecutorError
-from gravityml.execution._job import JOB_ENV, PlacedJob
+from gravityml.execution._job import JOB_ENV, PlacedJob, gravityml_version
 from gravityml.execution._local import JobResult
 from gravityml.placement import hardware
 from gravityml.tracking import Workspace
@@ -42,8 +42,6 @@ def _sky() -> Any:
 
 def task_config(job: PlacedJob, site_name: str, site: Site, run_id: str = "") -> dict[str, Any]:
     """The SkyPilot task (its YAML form) that runs ``job`` on the plan's offer at ``site``."""
-    import gravityml
-
     offer = site.offer(job.offer)
     hw = hardware(offer.accelerator)
     resources: dict[str, Any] = {
@@ -56,7 +54,7 @@ def task_config(job: PlacedJob, site_name: str, site: Site, run_id: str = "") ->
         resources["accelerators"] = {_SKY_ACCELERATORS.get(offer.accelerator, offer.accelerator.upper()):
                                      offer.per_node}
     envs = {JOB_ENV: job.to_json(), "GRAVITYML_SITE": site_name, "GRAVITYML_CLUSTER": f"skypilot:{site_name}",
-            "GRAVITYML_RUN_ID": run_id, "GRAVITYML_RESUME": "1", "GRAVITYML_VERSION": gravityml.__version__}
+            "GRAVITYML_RUN_ID": run_id, "GRAVITYML_RESUME": "1", "GRAVITYML_VERSION": gravityml_version()}
     if job.tracking_uri:
         envs["MLFLOW_TRACKING_URI"] = job.tracking_uri
     return {
@@ -64,7 +62,7 @@ def task_config(job: PlacedJob, site_name: str, site: Site, run_id: str = "") ->
         "resources": {k: v for k, v in resources.items() if v is not None},
         "num_nodes": job.nodes,
         "envs": envs,
-        "setup": f"pip install 'gravityml=={gravityml.__version__}' 'ray[default]'",
+        "setup": f"pip install 'gravityml=={gravityml_version()}' 'ray[default]'",
         "run": "ray start --head --disable-usage-stats >/dev/null && python -m gravityml.execution._remote",
     }
 

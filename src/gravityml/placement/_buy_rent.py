@@ -97,8 +97,9 @@ def _recommend(rent: Option | None, own: Option | None, runs: float, even: float
     if rent is None and own is None:
         return "no allowed option: every site is ruled out for this job"
     if rent is None:
+        assert own is not None
         return f"buy: no cloud offer is allowed for this job; owning {own.site}/{own.offer} costs " \
-               f"{own.yearly_usd(runs):,.0f} $/year"  # type: ignore[union-attr]
+               f"{own.yearly_usd(runs):,.0f} $/year"
     if own is None:
         return f"rent {rent.site}/{rent.offer}: no owned hardware is allowed; {rent.yearly_usd(runs):,.0f} $/year"
     r, o = rent.yearly_usd(runs), own.yearly_usd(runs)

@@ -95,7 +95,8 @@ def demand_for(
     backend = MODEL_TYPES[spec.model.type].backend
     accelerator = spec.compute.accelerator
     dataset = home = None
-    size_gb, tags, known = 0.0, (), True
+    size_gb, known = 0.0, True
+    tags: tuple[str, ...] = ()
     if spec.data is not None:
         entry = catalog.dataset_for(spec.data.source)
         if entry is not None:
