@@ -76,7 +76,7 @@ def test_metrics_against_training_when_labels_are_present(world: Path) -> None:
     assert any(r.startswith("test/accuracy") for r in moved.reasons)
 
 
-def test_cli_exit_codes_png_json_and_the_mlflow_run(world: Path, tmp_path: Path, cli) -> None:  
+def test_cli_exit_codes_png_json_and_the_mlflow_run(world: Path, tmp_path: Path, cli) -> None:
     from gravityml.tracking import Workspace, resolve
 
     loans(300, 11, shifted=True).to_csv(tmp_path / "recent.csv", index=False)
@@ -112,7 +112,7 @@ def test_cli_exit_codes_png_json_and_the_mlflow_run(world: Path, tmp_path: Path,
         assert code == 2 and "exactly one of --data or --logs" in err
 
 
-def test_thresholds_come_from_the_spec_monitor_section(world: Path, tmp_path: Path, cli) -> None:  
+def test_thresholds_come_from_the_spec_monitor_section(world: Path, tmp_path: Path, cli) -> None:
     from tests.lifecycle.conftest import spec
 
     loans(300, 21, shifted=True).query("region != 'west'").drop(columns="approved").to_csv(
@@ -128,7 +128,7 @@ def test_thresholds_come_from_the_spec_monitor_section(world: Path, tmp_path: Pa
         assert "no drift over the thresholds" in out
 
 
-def test_a_folder_without_a_profile_says_what_is_missing(world: Path, tmp_path: Path, cli) -> None:  
+def test_a_folder_without_a_profile_says_what_is_missing(world: Path, tmp_path: Path, cli) -> None:
     with workspace_env(world / "ws"):
         _, _, folder = _champion(world)
         old = tmp_path / "old-model"

@@ -264,3 +264,16 @@ def lifecycle_run(
     for step, why in outcome["decisions"]:
         console.print(f"{step:<9} {why}")
     console.print(f"champion  {outcome['champion_before']} -> {outcome['champion_after']} (run {outcome['run_id']})")
+
+
+def prediction_logger(ref: str, target: str, sample_rate: float = 1.0, **options: Any) -> Any:
+    """A :class:`PredictionLogger` for ``ref`` with the pii columns its training data's catalog entry names."""
+    from gravityml.inference._predlog import LogConfig, PredictionLogger, pii_columns_for
+
+    lineage: dict[str, str] = {}
+    if not Path(ref).exists():
+        from gravityml.tracking import Workspace, resolve
+
+        lineage = resolve(Workspace.current(), ref).lineage
+    return PredictionLogger(LogConfig(target=target, sample_rate=sample_rate, pii=pii_columns_for(lineage),
+                                      **options))

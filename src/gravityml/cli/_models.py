@@ -134,13 +134,28 @@ def predict(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the scored rows (.csv, .parquet, .jsonl)."),
     proba: bool = typer.Option(False, "--proba", help="Add every class's probability (proba_<class>)."),
     only_predictions: bool = typer.Option(False, "--only-predictions", help="Leave the input columns out."),
+    log_predictions: str | None = typer.Option(None, "--log-predictions", help="Also log inputs and outputs as "
+                                               "Parquet to this folder or s3:// prefix (for `gravityml monitor`)."),
+    log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of rows logged."),
 ) -> None:
     """Score a file with a model: prediction and confidence per row, written atomically."""
     from gravityml.inference import predict_file
 
-    with status(f"scoring {input} with {model}"):
-        result = predict_file(model, input, output, proba=proba, keep_input=not only_predictions)
+    logger = None
+    if log_predictions is not None:
+        from gravityml.cli._lifecycle import prediction_logger
+
+        logger = prediction_logger(model, log_predictions, log_sample_rate)
+    try:
+        with status(f"scoring {input} with {model}"):
+            result = predict_file(model, input, output, proba=proba, keep_input=not only_predictions, logger=logger)
+    finally:
+        if logger is not None:
+            logger.close()
     console.print(f"scored {result.rows} rows with {result.model_ref} -> {result.output}")
+    if logger is not None:
+        console.print(f"logged {logger.logged_rows} rows to {', '.join(logger.files) or log_predictions}"
+                      + (f" ({logger.dropped_rows} dropped)" if logger.dropped_rows else ""))
 
 
 @app.command()

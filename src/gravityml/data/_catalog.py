@@ -188,6 +188,9 @@ class CatalogDataset(StrictModel):
     site: str = Field(..., description="Home site: where the data lives.")
     size_gb: float | None = Field(None, ge=0.0, description="Default: measured for local files.")
     tags: list[str] = Field(default_factory=list)
+    pii_columns: dict[str, Literal["hash", "drop"]] = Field(
+        default_factory=dict, description="Columns holding personal data: hashed or dropped in prediction logs."
+    )
 
 
 class Policy(StrictModel):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -42,6 +44,7 @@ def predict_file(
     proba: bool = False,
     keep_input: bool = True,
     workspace: Workspace | None = None,
+    logger: Any = None,
 ) -> BatchResult:
     """Score ``input_path`` (CSV/Parquet/JSONL) with model ``ref`` into ``output_path``.
 
@@ -61,7 +64,12 @@ def predict_file(
         scored = _score_images(model, Path(input_path), proba=proba)
     else:
         table = read_table(str(input_path), role="input")
+        started = time.perf_counter()
         scored = score_frame(model, table.frame, proba=proba, keep_input=keep_input)
+        if logger is not None:  # a PredictionLogger (--log-predictions): queued, written in the background
+            elapsed_ms = (time.perf_counter() - started) * 1000 / max(1, len(scored))
+            logger.log(table.frame, scored, model_version=str(model.meta.get("ref", ref)),
+                       latency_ms=elapsed_ms)
         for column in whole_number_columns(table.frame) if keep_input else []:  # 3 stays 3, not 3.0
             if column in scored.columns and column not in ("prediction", "confidence"):
                 scored[column] = scored[column].astype("Int64")
