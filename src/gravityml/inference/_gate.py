@@ -149,7 +149,10 @@ def _regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Callable[[
 
 
 def _latency_ms(model: GravityModel, frame: pd.DataFrame) -> float:
-    rows = frame.iloc[:LATENCY_ROWS]
+    _, ok = schema_violations(model.schema, frame)
+    rows = frame[ok].iloc[:LATENCY_ROWS]
+    if rows.empty:
+        return float("nan")
     model.predict(rows)  # warm-up
     times = []
     for _ in range(LATENCY_REPEATS):

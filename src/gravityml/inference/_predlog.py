@@ -182,6 +182,7 @@ class PredictionLogger:
                 opened = time.monotonic()
             writer.write_table(table)
             self.logged_rows += rows
+            assert path is not None
             if path.stat().st_size >= self.config.roll_bytes or time.monotonic() - opened >= self.config.roll_seconds:
                 roll()
 
