@@ -40,18 +40,62 @@ def test_precision_command_lists_each_precision_and_recommends_one(cli: Any, tmp
     assert "test accuracy" in out and "samples/s" in out and "peak MB" in out
     report = json.loads(chart.with_suffix(".json").read_text())
     rows = {r["precision"]: r for r in report["rows"]}
-    assert list(rows)[:2] == ["fp64", "fp32"] and "bf16" in rows
+    # Every offered precision is probed; each one is then trained or skipped with a measured reason.
+    assert [p["precision"] for p in report["probes"]] == ["fp64", "fp32", "bf16"]
+    assert all(p["samples_per_s"] > 0 for p in report["probes"])
+    assert "fp32" in rows and set(rows) | set(report["skipped"]) == {"fp64", "fp32", "bf16"}
+    assert not set(rows) & set(report["skipped"])
+    for name, why in report["skipped"].items():
+        assert why.startswith("probe: ") and "samples/s" in why or "advice budget" in why, why
+        assert f"{name} not trained: probe" in out
     assert all(r["samples_per_s"] > 0 and 0 <= r["metric"] <= 1 for r in rows.values())
-    best = max(rows.values(), key=lambda r: r["metric"])["metric"]
-    good = [r for r in rows.values() if rows["fp64"]["metric"] - r["metric"] <= 0.02]
+    top = rows[next(p for p in ("fp64", "fp32", "bf16") if p in rows)]["metric"]
+    good = [r for r in rows.values() if top - r["metric"] <= 0.02]
     assert report["recommended"] == max(good, key=lambda r: r["samples_per_s"])["precision"]
-    assert f"recommended {report['recommended']}" in out and best >= rows["fp64"]["metric"] - 1e-12
+    assert f"recommended {report['recommended']}" in out and "advice took" in out
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     assert cli("train", str(spec))[0] == 0
     code, out, err = cli("precision", str(spec), "--model", "tiny-mlp", "-o", str(tmp_path / "m.png"))
     assert code == 0, err
     assert "inference at each precision" in out and " bf16 " in out
+
+
+def _advice(tmp_path: Path, **options: Any) -> Any:
+    from gravityml.data import load_dataset
+    from gravityml.paradigms import TrainContext
+    from gravityml.paradigms.deep._precision import compare_training
+    from gravityml.spec import load_spec
+
+    spec = load_spec(tiny_mlp(tmp_path))
+    dataset = load_dataset(spec)
+    return compare_training(TrainContext(spec=spec, workdir=tmp_path, dataset=dataset), dataset, **options)
+
+
+def test_a_precision_slower_than_the_limit_is_probed_not_trained(tmp_path: Path) -> None:
+    """With a 0x limit every precision but fp32 is 'too slow': none trains, each says why, with its speeds."""
+    report = _advice(tmp_path, precisions=["fp64", "fp32", "bf16"], slowdown_limit=0.0)
+    assert [r.precision for r in report.rows] == ["fp32"] and report.recommended == "fp32"
+    probes = {p.precision: p for p in report.probes}
+    for name in ("fp64", "bf16"):
+        slower = probes["fp32"].samples_per_s / probes[name].samples_per_s
+        assert report.skipped[name].startswith(f"probe: {slower:.1f}x slower than fp32 (")
+        assert "over the 0x limit" in report.skipped[name]
+        # A probe is stopped once it has run the limit times the fp32 probe's time (here: at once).
+        assert probes[name].stopped_early and probes[name].seconds < probes["fp32"].seconds + 5
+    assert "not trained: fp64 (probe:" in report.reason
+
+
+def test_the_advice_budget_skips_what_cannot_win_in_time(tmp_path: Path) -> None:
+    """No budget: only fp32 and the fastest precision that beats fp32 in the probe (if any) train."""
+    report = _advice(tmp_path, precisions=["fp64", "fp32", "bf16"], budget=0.0)
+    speed = {p.precision: p.samples_per_s for p in report.probes}
+    faster = sorted((n for n in ("fp64", "bf16") if speed[n] > speed["fp32"]), key=lambda n: -speed[n])
+    assert [r.precision for r in report.rows] == [n for n in ("fp64", "fp32", "bf16") if n == "fp32" or n in faster[:1]]
+    for name in set(("fp64", "bf16")) - {r.precision for r in report.rows}:
+        why = report.skipped[name]
+        assert "advice budget (0x one fp32 training)" in why or "over the 3x limit" in why, why
+    assert report.seconds >= report.reference_seconds > 0
 
 
 def test_precision_command_refuses_a_non_torch_model(cli: Any, tmp_path: Path, write_spec: Any) -> None:
@@ -65,7 +109,8 @@ def test_precision_auto_measures_and_records_its_decision(workspace: Workspace, 
     assert chosen in {"fp64", "fp32", "bf16"}
     assert result.lineage["precision.auto"].startswith(f"measured on 2000 rows max, 2 epochs: {chosen}: fastest")
     run = workspace.client.get_run(result.run_id)
-    assert {"precision/fp64_accuracy", "precision/bf16_samples_per_s"} <= set(run.data.metrics)
+    probed = {f"precision/{p}_probe_samples_per_s" for p in ("fp64", "fp32", "bf16")}
+    assert {"precision/fp32_accuracy", f"precision/{chosen}_samples_per_s", *probed} <= set(run.data.metrics)
     version = workspace.client.get_model_version("tiny-mlp", str(result.version))
     assert version.tags["gravityml.precision.auto"].startswith("measured")
 

@@ -78,6 +78,7 @@ def precision(
             )
         )
     reference = report.rows[0].precision
+    reference_row = "fp32" if fp32 else reference
     console.print(
         table(
             f"{spec.name}: {report.mode} at each precision on {report.hardware}",
@@ -85,6 +86,11 @@ def precision(
             rows,
         )
     )
+    for name, why in report.skipped.items():
+        console.print(f"  {name} not trained: {why}")
+    if report.mode == "train":
+        console.print(f"advice took {report.seconds:.1f} s ({report.seconds / max(report.reference_seconds, 1e-9):.2f}x the "
+                      f"{reference_row} training, probes included)")
     console.print(f"recommended {report.recommended}  ({report.reason}; tolerance {tolerance:g} pp)")
     chart_png(report, chart, f"{spec.name} ({spec.model.type})")
     report_json = chart.with_suffix(".json")

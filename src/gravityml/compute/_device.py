@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from gravityml.errors import ComputeError
@@ -38,9 +40,23 @@ def _torch() -> Any:
     return torch
 
 
+def _no_accelerator_possible() -> bool:
+    """True where no GPU can be present, decided without importing torch (about 1.5 s).
+
+    CUDA (and ROCm, which torch also reports as ``cuda``) needs the driver's device nodes in
+    ``/dev`` on Linux; MPS exists only on macOS. Elsewhere torch is asked.
+    """
+    if platform.system() != "Linux" or "torch" in sys.modules:
+        return False
+    dev = Path("/dev")
+    return not any(dev.glob("nvidia*")) and not (dev / "kfd").exists() and not (dev / "dxg").exists()
+
+
 def available_accelerators() -> dict[str, int]:
     """Accelerator kind -> number of devices on this machine (``cpu`` is always 1)."""
     found = {"cpu": 1}
+    if _no_accelerator_possible():
+        return found
     try:
         torch = _torch()
     except ImportError:  # a serving install of scikit-learn models carries no torch
@@ -55,7 +71,8 @@ def available_accelerators() -> dict[str, int]:
 
 def resolve_device(accelerator: str = "auto", devices: int = 1) -> Placement:
     """The concrete placement for a spec's ``compute.accelerator`` and ``compute.devices``."""
-    found = available_accelerators()
+    # accelerator: cpu needs no probe of the GPUs (and no torch import: a scikit-learn job never loads it).
+    found = {"cpu": 1} if accelerator == "cpu" else available_accelerators()
     kind = accelerator
     if accelerator == "auto":
         kind = "cuda" if "cuda" in found else "mps" if "mps" in found else "cpu"

@@ -12,6 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from gravityml.models._net_params import DEFAULTS  # torch-free, so that spec checks need no torch
+
+__all__ = ["CNN", "DEFAULTS", "MLP", "TextNet", "build_network", "fit_temperature", "scale_logits"]
+
 
 class Standardize(nn.Module):
     """Missing values -> the training median, then (x - mean) / std, all as saved buffers."""
@@ -111,12 +115,6 @@ class TextNet(nn.Module):
         return self.head(pooled)
 
 
-#: Architecture defaults; ``model.params`` in a spec override them (unknown names are errors).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden": [128, 64], "dropout": 0.1},
-    "cnn": {"channels": 32, "blocks": 2, "dropout": 0.1},
-    "text": {"dim": 64, "hidden": 64, "dropout": 0.1, "max_tokens": 128, "max_vocab": 20000, "min_count": 1},
-}
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:

@@ -117,8 +117,8 @@ def _semi(name: str, summary: str, cls: str | None, own: Mapping[str, str], back
 
 def _net(name: str, summary: str, cls: str, own: Mapping[str, str] = _NO_OWN) -> ModelType:
     return ModelType(
-        name, frozenset({"supervised"}), "torch", summary, "torch", {"network": f"gravityml.models._nets:{cls}"},
-        {"supervised": own}, NETWORK_SET, "gravityml.models._nets:DEFAULTS", onnx=True,
+        name, frozenset({"supervised"}), "torch", summary, "torch", {"network": f"gravityml.models._net_params:{cls}"},
+        {"supervised": own}, NETWORK_SET, "gravityml.models._net_params:DEFAULTS", onnx=True,
     )
 
 
