@@ -104,7 +104,7 @@ class OnnxModel(GravityModel):
     def _input_plan(
         self, inputs: list[dict[str, Any]], encode: Callable[[pd.DataFrame], np.ndarray] | None
     ) -> tuple[list[dict[str, Any]] | None, Callable[[pd.DataFrame], np.ndarray] | None]:
-        if all("columns" in spec for spec in inputs):
+        if all(spec.get("columns") for spec in inputs):
             return inputs, None
         if encode is not None:
             return None, encode

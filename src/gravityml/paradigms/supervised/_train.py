@@ -19,10 +19,10 @@ from gravityml.paradigms._metrics import (
     regression_metrics,
 )
 from gravityml.paradigms.supervised._estimators import build_estimator, build_preprocessor, needs_dense
+from gravityml.paradigms.supervised._own import build_own_estimator, confidence_method, label_codes, unscaled
 
 #: Share of the training rows kept aside to calibrate on when the spec gives no validation split.
 AUTO_VALIDATION = 0.1
-from gravityml.paradigms.supervised._own import build_own_estimator, confidence_method, label_codes, unscaled
 
 
 def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
@@ -100,7 +100,10 @@ def calibrate_pipeline(pipeline: Any, method: str, X_val: pd.DataFrame, y_val: p
     from sklearn.pipeline import Pipeline
 
     preprocess, estimator = pipeline.named_steps["preprocess"], pipeline.steps[-1][1]
-    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method)
+    # A frozen estimator is never refitted (ensemble is off), so the folds only split the rows for
+    # scikit-learn's per-fold class check: as many as the rarest class allows, at most 5.
+    folds = int(min(5, max(2, pd.Series(np.asarray(y_val)).value_counts().min())))
+    calibrated = CalibratedClassifierCV(FrozenEstimator(estimator), method=method, cv=folds)
     try:
         calibrated.fit(preprocess.transform(X_val), y_val)
     except ValueError as exc:
