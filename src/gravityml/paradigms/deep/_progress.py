@@ -40,6 +40,12 @@ def progress_line(name: str, step: str, metrics: Mapping[str, float], *, began: 
     print(f"{name} {step}  " + "  ".join(shown), file=out, flush=True)
 
 
+def note(text: str, *, began: float) -> None:
+    """``text`` and the elapsed seconds as one flushed stderr line, only off a terminal (logs, files)."""
+    if not _QUIET.get() and not sys.stderr.isatty():
+        print(f"{text}  {time.perf_counter() - began:.1f} s", file=sys.stderr, flush=True)
+
+
 class EpochProgress:
     """A rich progress bar over epochs on a terminal; one line per epoch elsewhere."""
 

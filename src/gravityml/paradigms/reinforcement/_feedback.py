@@ -160,6 +160,7 @@ class FeedbackCallback(BaseCallback):
         self._next_checkpoint = saved.get("next_checkpoint", (done // self.checkpoint_freq + 1) * self.checkpoint_freq)
         self._next_poll = saved.get("next_poll", done + self.poll_steps)
         self._started_at = self.model.num_timesteps
+        self._began = time.perf_counter()
 
     def counters(self) -> dict[str, int]:
         return {"next_eval": self._next_eval, "next_checkpoint": self._next_checkpoint, "next_poll": self._next_poll}
@@ -224,6 +225,12 @@ class FeedbackCallback(BaseCallback):
                 "eval/best_mean_reward": float(self.progress.best_mean_reward),
             },
             step=step,
+        )
+        from gravityml.paradigms.deep._progress import note
+
+        note(
+            f"evaluation at {step} steps  mean_reward {mean:.4g} ± {std:.3g}  best {self.progress.best_mean_reward:.4g}",
+            began=getattr(self, "_began", time.perf_counter()),
         )
         if self.target_reward is not None and mean >= self.target_reward:
             self.progress.stop_reason = (
