@@ -60,7 +60,8 @@ def train(ctx: TrainContext) -> TrainResult:
     reason = chance_level(result.metrics)
     if reason is not None:
         result.tags["chance_level"] = reason
-        warnings.warn(f"{ctx.spec.name}: {reason}; check the features, the label and docs/unsupervised.md", GravityMLWarning, stacklevel=2)
+        hint = "docs/unsupervised.md says where each detector fits" if ctx.spec.task == "unsupervised" else "check the features and the label"
+        warnings.warn(f"{ctx.spec.name}: {reason}; {hint}", GravityMLWarning, stacklevel=2)
     return result
 
 

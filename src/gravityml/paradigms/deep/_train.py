@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,7 @@ class Prepared:
     config: dict[str, Any]
     target_mean: float = 0.0
     target_std: float = 1.0
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_params(arch: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -121,6 +123,9 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
         train, validation = _split(train, AUTO_VALIDATION, spec.data.split.seed + 1 if spec.data else 8, stratify)
     assert dataset.target is not None
     frames = {k: schema.validate(v[dataset.features]) for k, v in (("train", train), ("test", split.test))}
+    notes: dict[str, str] = {}
+    if arch == "text" and not own:
+        params, notes = size_max_tokens(params, frames["train"][schema.columns_of("text")[0]], "max_tokens" in spec.model.params)
     encoder = TorchEncoder.fit(arch, schema, frames["train"], {**DEFAULTS["text"], **params} if own else params)
     X_train = encoder.transform(frames["train"])
     X_val = encoder.transform(schema.validate(validation[dataset.features])) if validation is not None else None
@@ -167,7 +172,36 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
         config=config,
         target_mean=mean,
         target_std=std,
+        notes=notes,
     )
+
+
+#: Longest default ``max_tokens`` sized from the data (the pooled embedding's cost grows with it).
+MAX_TOKENS_CAP = 512
+
+
+def size_max_tokens(params: dict[str, Any], texts: pd.Series, given: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """``max_tokens`` sized from the training documents when the spec does not set it (the longest
+    one, at most :data:`MAX_TOKENS_CAP`, at least 8), and a warning naming the share of training
+    documents cut at it when any are."""
+    from gravityml.errors import GravityMLWarning
+    from gravityml.models._torch import tokenize
+
+    lengths = np.array([len(tokenize(t)) for t in texts], dtype="int64")
+    if not given:
+        params = {**params, "max_tokens": int(min(MAX_TOKENS_CAP, max(8, lengths.max(initial=0))))}
+    limit = int(params["max_tokens"])
+    cut = float((lengths > limit).mean()) if len(lengths) else 0.0
+    notes = {"text.max_tokens": f"{limit} ({'set in model.params' if given else 'sized from the longest training document'})"}
+    if cut > 0:
+        notes["text.cut_documents"] = f"{cut:.1%} of training documents are longer than max_tokens={limit} and are cut"
+        warnings.warn(
+            f"model.params.max_tokens: {cut:.1%} of the training documents are longer than {limit} tokens and are cut"
+            f" (longest: {int(lengths.max())}); raise max_tokens to read them whole",
+            GravityMLWarning,
+            stacklevel=3,
+        )
+    return params, notes
 
 
 def build(prep: Prepared, seed: int) -> Any:
@@ -256,7 +290,7 @@ def train(ctx: TrainContext) -> TrainResult:
     # Temperature scaling folds 1/T into the output layer, which only the built-in networks name.
     calibrate = check_calibrate(ctx, ("temperature",) if spec.model.type in BUILT_IN else ())
     prep = prepare(spec, dataset)
-    tags: dict[str, str] = {"problem": prep.problem}
+    tags: dict[str, str] = {"problem": prep.problem, **prep.notes}
     artifacts = []
     precision = spec.compute.precision
     if precision == "auto":
