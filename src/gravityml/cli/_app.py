@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import traceback
+import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from gravityml.errors import GravityMLError
 
+_typer_click: types.ModuleType
 try:  # typer >= 0.20 carries its own copy of click; accept the exceptions of both
     from typer._click import exceptions as _typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
@@ -144,9 +146,10 @@ def _options_of(ctx: Any) -> list[str]:
 
 def _type_words(param: Any) -> Any:
     """What a click parameter accepts, in words (choices as a list)."""
-    kind = getattr(param, "type", None)  # click's ParamType; typer >= 0.20 keeps the annotation instead
-    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-    name = getattr(kind, "name", None) or {int: "integer", float: "float", bool: "boolean", str: "text"}.get(
+    kind: Any = getattr(param, "type", None)  # click's ParamType; typer >= 0.20 keeps the annotation instead
+    annotation: Any = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    words: dict[Any, str] = {int: "integer", float: "float", bool: "boolean", str: "text"}
+    name = getattr(kind, "name", None) or words.get(
         annotation, "path" if annotation is not None and "Path" in str(annotation) else "value"
     )
     choices = getattr(kind, "choices", None)

@@ -47,8 +47,9 @@ def train(
                   + (f" {ran.get('cluster')} node {ran.get('ray_node_id', '')[:12]} job {ran.get('ray_job_id')}"
                      if ran.get("executor") == "ray" else "") + f", host {ran.get('host')}")
     console.print(f"artefacts {result.artifact_uri}")
-    console.print(f"data      {result.lineage.get('data_uri')} ({result.lineage.get('data_fingerprint')[:23]}...)"
-                  if result.lineage.get("data_fingerprint") else f"data      {result.lineage.get('data_uri')}")
+    fingerprint = str(result.lineage.get("data_fingerprint") or "")
+    console.print(f"data      {result.lineage.get('data_uri')} ({fingerprint[:23]}...)"
+                  if fingerprint else f"data      {result.lineage.get('data_uri')}")
     console.print(f"store     {result.tracking_uri}")
     console.print(f"next      gravityml predict {result.name} ROWS.csv -o scored.csv | gravityml models show "
                   f"{result.name} | gravityml ui")

@@ -97,7 +97,8 @@ def promote(
         from gravityml.errors import SpecError
 
         if data is None:
-            raise SpecError("--data", "--if-better needs labelled holdout rows", got=None, fix="add --data HOLDOUT.csv")
+            raise SpecError("--data", "--if-better needs labelled holdout rows", allowed="a file of labelled rows",
+                            got=None, fix="add --data HOLDOUT.csv")
         gate(ref, alias, data, margin, metric)
         return
     mv = promote_(Workspace.current(), ref, alias)
@@ -115,7 +116,7 @@ def compare(
     ws = Workspace.current()
     a, b = resolve(ws, first), resolve(ws, second)
     ma, mb = run_metrics(ws, a.run_id), run_metrics(ws, b.run_id)
-    rows = []
+    rows: list[tuple[str, object, object, object]] = []
     for key in sorted(set(ma) | set(mb)):
         if key.startswith("data/"):
             continue

@@ -262,6 +262,7 @@ class Catalog(StrictModel):
             raise CatalogError(
                 "sites",
                 "'executor: local' means this machine is at that site, and it is at one site at most",
+                allowed="'executor: local' on one site at most",
                 got=here,
                 fix="keep 'executor: local' on the site this machine is in; give the others their Ray cluster's "
                 "address (http://HOST:8265), 'launcher: skypilot', or no executor (planned and priced only)",
@@ -315,7 +316,7 @@ def _check_site(name: str, site: Site) -> None:
     if ex is not None and site.launcher is not None:
         raise CatalogError(
             f"sites.{name}", "a site has a standing cluster (executor) or a launcher, not both",
-            got={"executor": ex, "launcher": site.launcher}, fix="keep one of them",
+            allowed="executor or launcher", got={"executor": ex, "launcher": site.launcher}, fix="keep one of them",
         )
     if site.jurisdiction in BLOCS:
         raise CatalogError(
@@ -331,6 +332,7 @@ def _check_site(name: str, site: Site) -> None:
                 f"sites.{name}.offers.{i}.queue_wait_hours",
                 "a queue wait applies when too few nodes are free, and without nodes_available all "
                 f"{offer.nodes} are taken to be free, so the wait would never count",
+                allowed="queue_wait_hours together with nodes_available",
                 got=offer.queue_wait_hours,
                 fix="add nodes_available (nodes free now), or remove queue_wait_hours",
             )
@@ -344,13 +346,15 @@ def _check_offers(name: str, site: Site) -> None:
             raise CatalogError(
                 f"sites.{name}.offers.{i}",
                 f"offers of {site.kind} sites are priced with '{want}:' only",
+                allowed=[want],
                 got=sorted(k for k in ("cloud", "owned") if getattr(offer, k) is not None),
                 fix=f"give it a '{want}:' section"
                 + (" (on_demand_hourly_usd)" if want == "cloud" else " (purchase_usd, power_kw, ...)"),
             )
     names = [o.name for o in site.offers]
     if len(set(names)) != len(names):
-        raise CatalogError(f"sites.{name}.offers", "offer names repeat", got=names, fix="give each offer its own name")
+        raise CatalogError(f"sites.{name}.offers", "offer names repeat", allowed="each offer name once", got=names,
+                           fix="give each offer its own name")
 
 
 #: Used when neither site names the other or a default: a modest internet link.
@@ -389,7 +393,8 @@ def parse_catalog(document: Any, *, path: str | None = None) -> Catalog:
     """Validate a mapping as a catalog; errors carry the path inside the document."""
     if not isinstance(document, Mapping):
         raise CatalogError(
-            "", "a catalog must be a mapping with 'sites:'", got=type(document).__name__, fix="start it with 'sites:'"
+            "", "a catalog must be a mapping with 'sites:'", allowed="a mapping (sites: ...)",
+            got=type(document).__name__, fix="start it with 'sites:'"
         )
     try:
         catalog = Catalog.model_validate(dict(document))
@@ -420,7 +425,8 @@ def find_catalog(base_dir: Path | None = None) -> Path | None:
         path = Path(env).expanduser()
         if not path.is_file():
             raise CatalogError(
-                "", f"${CATALOG_ENV} names {str(path)!r}, which is not a file", got=str(path),
+                "", f"${CATALOG_ENV} names {str(path)!r}, which is not a file", allowed="a gravityml.yaml file",
+                got=str(path),
                 fix=f"point {CATALOG_ENV} at a gravityml.yaml, or unset it",
             )
         return path

@@ -120,6 +120,7 @@ def import_entry_point(entry_point: str, folder: str | Path | None = None) -> An
     if not module_name or not attr:
         raise EnvironmentError_(
             f"env.entry_point {entry_point!r} is not 'package.module:Name'",
+            allowed="'package.module:Name'",
             got=entry_point,
             fix="write it as 'my_pkg.envs:GridWorld'",
         )
@@ -129,6 +130,7 @@ def import_entry_point(entry_point: str, folder: str | Path | None = None) -> An
     except ImportError as exc:
         raise EnvironmentError_(
             f"env.entry_point: module {module_name!r} cannot be imported ({exc})",
+            allowed="a module on sys.path or beside the job spec",
             got=entry_point,
             fix=f"install the package, or put {module_name.replace('.', '/')}.py beside the job spec"
             + (f" (looked in {folder} and sys.path)" if folder else ""),
@@ -183,6 +185,7 @@ def make_env(env: dict[str, Any], *, render_mode: str | None = None) -> Any:
     if render_mode is not None and not _accepts(factory, "render_mode"):
         raise EnvironmentError_(
             f"environment {env['entry_point']!r} takes no render_mode, so it cannot be rendered",
+            allowed="an environment whose constructor takes render_mode",
             got=env["entry_point"],
             fix="add a render_mode argument and an rgb_array render() to the environment",
         )
@@ -332,6 +335,7 @@ def _expand_obs_column(frame: pd.DataFrame, size: int) -> pd.DataFrame:
         except (ValueError, TypeError):
             raise ModelError(
                 f"row {i}: 'obs' is not a list of numbers",
+                allowed="a list of numbers",
                 got=value,
                 fix="give each row an 'obs' list of numbers, e.g. [0.1, 0.2]",
             ) from None

@@ -102,9 +102,13 @@ def spec_error_from(exc: ValidationError, model: type[BaseModel], error_cls: typ
         noun = _NOUNS.get(kind.split("_")[0], "values")
         if noun == "numbers" and _field_is_int(model, loc):
             noun = "integers"
-        allowed = f"{noun} {_BOUNDS[kind]} {bound}"
-        return error_cls(path, f"must be {_BOUNDS[kind]} {bound}", allowed=allowed, got=got,
-                         fix=f"set {path} to {_BOUNDS[kind]} {bound}")
+        if kind.startswith(("too_", "string_too_")):  # a length: of a list, or of a string
+            unit = "characters" if kind.startswith("string") else "items"
+            return error_cls(path, f"must hold {_BOUNDS[kind]} {bound} {unit}", allowed=f"{_BOUNDS[kind]} {bound} {unit}",
+                             got=got, fix=f"give {path} {_BOUNDS[kind]} {bound} {unit}")
+        bounded = f"{noun} {_BOUNDS[kind]} {bound}"
+        return error_cls(path, f"must be {_BOUNDS[kind]} {bound}", allowed=bounded, got=got,
+                         fix=f"set {path} to a value {_BOUNDS[kind]} {bound}")
     if kind in _TYPES:
         return error_cls(path, f"must be {_TYPES[kind]}", allowed=_TYPES[kind], got=got,
                          fix=f"set {path} to {_TYPES[kind]}")
@@ -136,7 +140,7 @@ _BOUNDS = {
     "string_too_short": "at least",
     "string_too_long": "at most",
 }
-_NOUNS = {"too": "items:", "string": "characters:", "greater": "numbers", "less": "numbers"}
+_NOUNS = {"greater": "numbers", "less": "numbers"}
 _TYPES = {
     "int_type": "an integer",
     "int_parsing": "an integer",

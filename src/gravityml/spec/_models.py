@@ -111,6 +111,7 @@ class EnvSpec(StrictModel):
             raise SpecError(
                 "env",
                 "name exactly one of 'id' or 'entry_point'",
+                allowed=["id", "entry_point"],
                 got={k: v for k, v in (("id", self.id), ("entry_point", self.entry_point)) if v},
                 fix="write env: {id: CartPole-v1} or env: {entry_point: 'my_pkg.envs:MyEnv'}",
             )
@@ -262,6 +263,7 @@ class JobSpec(StrictModel):
                 raise SpecError(
                     "env",
                     "a reinforcement job needs an environment",
+                    allowed="an env: section (id or entry_point)",
                     got=None,
                     fix="add env: {id: CartPole-v1, n_envs: 8}",
                 )
@@ -270,6 +272,7 @@ class JobSpec(StrictModel):
                 raise SpecError(
                     "data",
                     f"a {self.task} job needs data",
+                    allowed="a data: section with a source",
                     got=None,
                     fix="add data: {source: sklearn:iris, target: target}",
                 )
@@ -277,6 +280,7 @@ class JobSpec(StrictModel):
                 raise SpecError(
                     "env",
                     f"only reinforcement jobs take an environment, this is {self.task}",
+                    allowed="env only with task: reinforcement",
                     got=self.env.id or self.env.entry_point,
                     fix="remove env, or set task: reinforcement",
                 )
@@ -284,6 +288,7 @@ class JobSpec(StrictModel):
             raise SpecError(
                 "data.target",
                 f"a {self.task} job needs a target column",
+                allowed="the name of a column of the data",
                 got=None,
                 fix="set data.target to the column to predict",
             )
@@ -318,6 +323,7 @@ def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | Non
             raise SpecError(
                 "model.entry_point",
                 f"model type {model.type!r} trains your own model and needs its entry point",
+                allowed="'package.module:name'",
                 got=None,
                 fix=f"add entry_point: {example}",
             )
@@ -335,7 +341,8 @@ def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | Non
         if value is None:
             continue
         if model.type != "torch":
-            raise SpecError(f"model.{key}", f"only model.type torch takes a {key}", got=value, fix=f"remove model.{key}")
+            raise SpecError(f"model.{key}", f"only model.type torch takes a {key}", allowed=f"model.{key} with type torch",
+                            got=value, fix=f"remove model.{key}")
         if ":" in value:
             load_entry_point(value, f"model.{key}", base_dir)
         elif value not in names:
