@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,21 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own_torch_module"
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path) -> Iterator[Path]:
     """A copy of the example: the user's package my_nets/ beside the job, outside the project."""
     target = tmp_path / "project"
     shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+    _forget_my_nets()
+    yield target
+    _forget_my_nets()
+    if str(target) in sys.path:
+        sys.path.remove(str(target))
+
+
+def _forget_my_nets() -> None:
+    """Each test imports its own copy of the user's package (a user trains in one process)."""
+    for name in [m for m in sys.modules if m == "my_nets" or m.startswith("my_nets.")]:
+        del sys.modules[name]
 
 
 def job(project: Path, **over: object) -> Path:
@@ -75,7 +86,8 @@ def test_own_module_trains_exports_and_loads_without_its_source_tree(project: Pa
     done = _run(
         f"""
         import sys, pandas as pd
-                model = load_model({str(folder)!r})
+        from gravityml.models import load_model
+        model = load_model({str(folder)!r})
         print(model.predict_proba(pd.read_csv({str(tmp_path / 'rows.csv')!r})).to_json(orient="values"))
         print(sys.modules["my_nets"].__file__)
         """,
@@ -120,3 +132,33 @@ def test_a_factory_is_checked_when_the_spec_loads(project: Path) -> None:
         load_spec(job(project, model={"entry_point": "my_nets.residual:buld", "params": {}}))
     with pytest.raises(SpecError, match=r"^model.loss: 'hubber' is not a loss \(did you mean 'huber'\?\)"):
         load_spec(job(project, model={"entry_point": "my_nets.residual:build", "loss": "hubber"}))
+
+
+def test_registered_own_module_loads_through_gravityml_and_mlflow_without_its_package(project: Path, workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import gravityml
+
+    gravityml.train(job(project, train={"epochs": 2}))
+    spec = load_spec(project / "job.yaml")
+    rows = load_dataset(spec).X.head(5)
+    expected = gravityml.load("tumor-resnet/1").predict_proba(rows).to_numpy()
+    shutil.rmtree(project / "my_nets")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rows.to_csv(elsewhere / "rows.csv", index=False)
+    done = _run(
+        f"""
+        import os, json, mlflow, pandas as pd, gravityml
+        os.environ["GRAVITYML_HOME"] = {str(workspace.root)!r}
+        rows = pd.read_csv("rows.csv")
+        a = gravityml.load("tumor-resnet/1").predict_proba(rows).to_numpy().tolist()
+        mlflow.set_tracking_uri({workspace.tracking_uri!r})
+        b = mlflow.pyfunc.load_model("models:/tumor-resnet/1").predict(rows)["confidence"].tolist()
+        print(json.dumps([a, b]))
+        """,
+        elsewhere,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(a), expected, atol=1e-6)
+    np.testing.assert_allclose(np.array(b), expected.max(axis=1), atol=1e-6)
+

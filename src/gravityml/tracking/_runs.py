@@ -132,6 +132,9 @@ class TrackedRun:
             loader_module="gravityml.models._pyfunc",
             data="gravityml.json",
             python_version=platform.python_version(),
+            # A model's own code (models/_own.py stores it in code/): MLflow puts it on sys.path
+            # before it imports the loader, as it does for ``code_paths``.
+            **({"code": "code"} if (Path(model_dir) / "code").is_dir() else {}),
         )
         mlmodel.save(str(Path(model_dir) / "MLmodel"))
         self.log_artifact(model_dir, artifact_path)
