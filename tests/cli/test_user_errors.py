@@ -56,6 +56,9 @@ def blocker(tmp_path: Path) -> Path:
         (["export", "m", "-o", "{blocker}/onnx"], r"folder '.*a-file' cannot be made: '.*a-file' is a file"),
         (["predict", "m", "{rows}", "-o", "{blocker}/out.csv"], r"output: folder '.*a-file' cannot be made"),
         (["predict", "m", "{rows}", "-o", "{tmp}"], r"output: cannot write"),
+        (["ui", "--port", "70000"], r"--port: is not a TCP port; allowed: '0-65535'; got: 70000"),
+        (["rollout", "m", "--gif", "{blocker}/first.gif"], r"--gif: folder '.*a-file' cannot be made"),
+        (["spec-schema", "-o", "{blocker}/schema.json"], r"--output: folder '.*a-file' cannot be made"),
     ],
 )
 def test_bad_values_are_refused_before_any_work(cli, tmp_path: Path, blocker: Path, args: list, pattern: str) -> None:
@@ -192,3 +195,14 @@ def test_models_list_keeps_long_names_and_show_shows_the_chosen_version(cli, tmp
     assert code == 0 and f"{name}/2" in out and f"{name}/1 " in out and "other versions" not in out
     code, out, _ = cli("models", "show", f"{name}/1")
     assert code == 0 and f"{name}/1 " in out and "other versions: v2" in out
+
+
+def test_serve_on_a_port_in_use_is_refused_before_loading(cli) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = cli("serve", "no-such-model", "--port", str(port))
+    assert_user_error(code, err, rf"^error: --port: cannot listen on 127.0.0.1:{port}: .*allowed: 'a free port'")

@@ -89,6 +89,36 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def check_bindable(host: str, port: int) -> None:
+    """Bind (host, port) once before any model loads: a port in use or a foreign address is the user's to fix,
+    and a server (uvicorn, the MLflow UI) would report it only after loading, with no line that says what to do."""
+    import errno
+    import socket
+
+    from gravityml.errors import SpecError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SpecError("--host", f"{host!r} cannot be resolved ({exc.strerror or exc})",
+                        allowed="an address of this machine (127.0.0.1, 0.0.0.0, ::1)", got=host,
+                        fix="use --host 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            busy = exc.errno == errno.EADDRINUSE
+            raise SpecError(
+                "--port" if busy else "--host",
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                allowed="a free port" if busy else "an address of this machine (127.0.0.1, 0.0.0.0, ::1)",
+                got=f"{host}:{port}",
+                fix="choose another --port (or stop what listens there)" if busy else "use --host 127.0.0.1",
+            ) from None
+
+
 def usage_error(exc: Exception, args: Sequence[str] = ()) -> GravityMLError | None:
     """click's usage errors (unknown option, bad value, missing argument) in the four-part template."""
     from gravityml.errors import SpecError

@@ -122,6 +122,10 @@ def spec_schema(
     from gravityml.spec import spec_json_schema
 
     text = spec_json_schema()
+    if output is not None:
+        from gravityml.data import check_folder_writable
+
+        check_folder_writable(output.parent, role="--output")
     if output is None:
         typer.echo(text)
         return

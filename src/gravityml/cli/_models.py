@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from gravityml.cli._app import app, console, models_app, status, table
+from gravityml.cli._app import app, check_bindable, console, models_app, status, table
 
 
 def _when(ms: int) -> str:
@@ -167,6 +167,11 @@ def ui(
     """Start the MLflow UI on the workspace's store (Ctrl-C stops it)."""
     from gravityml.tracking import Workspace
 
+    if not 0 <= port <= 65535:
+        from gravityml.errors import SpecError
+
+        raise SpecError("--port", "is not a TCP port", allowed="0-65535", got=port, fix="choose a port such as 5000")
+    check_bindable(host, port)
     ws = Workspace.current().ensure()
     _ = ws.client  # creates the store if it does not exist yet
     console.print(f"MLflow UI for {ws.tracking_uri} on http://{host}:{port} (Ctrl-C to stop)")

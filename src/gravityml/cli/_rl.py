@@ -21,7 +21,11 @@ def rollout(
     ),
 ) -> None:
     """Run a policy for some episodes; print the mean and standard deviation of the return."""
+    from gravityml.data import check_folder_writable
     from gravityml.inference import rollout as rollout_
+
+    if gif is not None:
+        check_folder_writable(gif.parent, role="--gif")  # before the episodes run
 
     with status(f"rolling out {policy} for {episodes} episodes"):
         result = rollout_(policy, episodes=episodes, seed=seed, gif=gif, max_steps=max_steps, env_path=env_path)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from gravityml.cli._app import app, console, status, table
+from gravityml.cli._app import app, check_bindable, console, status, table
 
 TOKEN_ENV = "GRAVITYML_SERVE_TOKEN"
 ADMIN_TOKEN_ENV = "GRAVITYML_SERVE_ADMIN_TOKEN"
@@ -57,6 +57,7 @@ def serve(
     if not 0 <= port <= 65535:  # checked here: uvicorn would fail deep in asyncio with a traceback
         raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
                         fix="choose a port such as 8080")
+    check_bindable(host, port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("gravityml.access", "gravityml.serve", "uvicorn.error"):
