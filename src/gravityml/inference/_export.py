@@ -105,6 +105,7 @@ def held_out_rows(model: GravityModel, ref: str, workspace: Workspace) -> pd.Dat
         except Exception:  # MLflow raises its own types for a missing artefact
             raise ExportError(
                 f"no job spec is stored with {version.ref}, so its held-out rows are unknown",
+                allowed="a version whose run stored job.yaml, or --data FILE",
                 got=version.run_id,
                 fix="give held-out rows with --data FILE",
             ) from None
@@ -113,6 +114,7 @@ def held_out_rows(model: GravityModel, ref: str, workspace: Workspace) -> pd.Dat
     if spec.data is None or not uri:
         raise ExportError(
             f"{version.ref} was not trained on a table, so there are no held-out rows to compare on",
+            allowed="a model trained on a table, or --data FILE",
             got=uri or "no data",
             fix="give rows with --data FILE",
         )
@@ -229,6 +231,7 @@ def export_model(
     if output.exists() and any(output.iterdir()) and not (output / METADATA).exists():
         raise ExportError(
             f"{str(output)!r} exists and is not an earlier export",
+            allowed="a new folder, an empty one, or an earlier export to replace",
             got=sorted(p.name for p in output.iterdir())[:10],
             fix="choose an empty or new folder with -o",
         )
@@ -241,6 +244,7 @@ def export_model(
     else:
         raise ExportError(
             "a model folder carries no record of its held-out rows",
+            allowed="a registered model (NAME, NAME/VERSION), or --data FILE",
             got=str(ref),
             fix="give held-out rows with --data FILE",
         )

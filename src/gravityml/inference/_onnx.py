@@ -78,6 +78,7 @@ class OnnxModel(GravityModel):
         if not is_export_dir(path):
             raise ModelError(
                 f"{str(path)!r} is not an ONNX export folder (needs {ONNX_FILE} and {METADATA})",
+                allowed=f"a folder holding {ONNX_FILE} and {METADATA}",
                 got=sorted(p.name for p in path.iterdir()) if path.is_dir() else str(path),
                 fix="write one with `gravityml export REF --format onnx -o DIR`",
             )
@@ -114,6 +115,7 @@ class OnnxModel(GravityModel):
             return [{"name": inputs[0]["name"], "columns": names, "datatype": "FP32", "missing": "NaN"}], None
         raise ModelError(
             "this export's graph takes encoded rows (one-hot / token ids made outside the graph)",
+            allowed="an export whose graph takes the raw columns",
             got=[spec.get("name") for spec in inputs],
             fix="serve it by reference with the original model: gravityml serve REF --runtime onnx",
         )
@@ -162,7 +164,8 @@ class OnnxModel(GravityModel):
         return pd.DataFrame(proba, columns=[str(c) for c in self._labels], index=frame.index)
 
     def _save_payload(self, path: Path) -> None:
-        raise ModelError("an ONNX export is already saved", got=str(self.path), fix="copy the export folder")
+        raise ModelError("an ONNX export is already saved", allowed="a native model to save", got=str(self.path),
+                         fix="copy the export folder")
 
     @classmethod
     def _load_payload(cls, path: Path, *, kind: Any, schema: Schema, meta: dict[str, Any]) -> OnnxModel:

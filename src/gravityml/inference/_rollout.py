@@ -95,6 +95,7 @@ def rollout(
         except DependencyNotInstalled as exc:
             raise EnvironmentError_(
                 f"environment {name!r} cannot render: {exc}",
+                allowed="an environment that renders in rgb_array mode",
                 got="--gif",
                 fix="install what the message names, or leave out --gif",
             ) from None
@@ -139,7 +140,8 @@ def _gif_path(gif: str | Path) -> Path:
             fix="name the file like episode.gif",
         )
     if path.is_dir():
-        raise ModelError(f"--gif: {str(path)!r} is a folder", got=str(path), fix="name a file, like episode.gif")
+        raise ModelError(f"--gif: {str(path)!r} is a folder", allowed="a .gif file name", got=str(path),
+                         fix="name a file, like episode.gif")
     return path
 
 
@@ -150,6 +152,7 @@ def _write_gif(frames: list[Any], path: Path, name: str) -> None:
     if not images:
         raise EnvironmentError_(
             f"environment {name!r} rendered no frames in rgb_array mode",
+            allowed="render() returning an RGB array",
             got="render() returned None",
             fix="give the environment an rgb_array render mode, or leave out --gif",
         )

@@ -357,7 +357,8 @@ def create_app(
             if decoded.outputs is not None:
                 select_outputs(served.outputs, decoded.outputs)  # unknown names fail before any work
             if decoded.probabilities and served.model.kind != "classifier":
-                raise InferenceError(f"a {served.model.kind} has no class probabilities", got=PROBABILITIES,
+                raise InferenceError(f"a {served.model.kind} has no class probabilities",
+                                     allowed="probabilities from classifiers only", got=PROBABILITIES,
                                      fix="leave out the probabilities request")
             try:
                 predicted, proba = await asyncio.wait_for(

@@ -106,6 +106,7 @@ class GravityModel(ABC):
         """
         raise ModelError(
             f"a {self.flavor} {self.kind} cannot be exported to ONNX",
+            allowed="a model type whose row in the model table says onnx",
             got=f"{self.flavor}/{self.kind}",
             fix="serve it with its native runtime instead (gravityml serve REF)",
         )
@@ -151,6 +152,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not manifest.exists():
         raise ModelError(
             f"{str(path)!r} is not a gravityml model folder (no {MANIFEST})",
+            allowed=f"a folder holding {MANIFEST}",
             got=sorted(p.name for p in path.iterdir()) if path.is_dir() else str(path),
             fix="point at a folder written by gravityml, or use a registered reference NAME[/VERSION]",
         )

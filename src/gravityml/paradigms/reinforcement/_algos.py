@@ -107,6 +107,7 @@ def _schedule(key: str, value: Any) -> Any:
     raise SpecError(
         f"model.params.{key}",
         "must be a number or a linear schedule 'lin_<start>'",
+        allowed="a number, or 'lin_<start>'",
         got=value,
         fix=f"write e.g. {key}: 3.0e-4 or {key}: lin_3.0e-4",
     )

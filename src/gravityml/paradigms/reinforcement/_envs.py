@@ -38,6 +38,7 @@ def check_user_env(env: dict[str, Any]) -> list[str]:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EnvironmentError_(
             f"environment {env['entry_point']!r} breaks the Gymnasium API: {reason}",
+            allowed="an environment that passes gymnasium.utils.env_checker.check_env",
             got=env["entry_point"],
             fix="correct the environment (see https://gymnasium.farama.org/introduction/create_custom_env/)",
         ) from None

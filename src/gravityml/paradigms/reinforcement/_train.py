@@ -72,6 +72,7 @@ def _train(ctx: TrainContext) -> TrainResult:
         raise SpecError(
             "train.timesteps",
             "a reinforcement job needs a number of environment steps",
+            allowed="an integer >= 1",
             got=None,
             fix="add train: {timesteps: 50000}",
         )
@@ -138,6 +139,7 @@ def _train(ctx: TrainContext) -> TrainResult:
         except (AssertionError, ValueError) as exc:
             raise TrainingError(
                 f"{kind} stopped with an error from Stable-Baselines3: {exc}",
+                allowed=f"the hyperparameters {kind} accepts",
                 got=dict(spec.model.params),
                 fix="check model.params against https://stable-baselines3.readthedocs.io",
             ) from None
@@ -249,6 +251,7 @@ def _build(
     except (AssertionError, ValueError, TypeError) as exc:
         raise TrainingError(
             f"{kind} refused its hyperparameters: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+            allowed=f"the hyperparameters {kind} accepts (`gravityml validate JOB.yaml` lists them)",
             got={k: v for k, v in kwargs.items() if isinstance(v, (int, float, str, bool))},
             fix="correct model.params (see https://stable-baselines3.readthedocs.io)",
         ) from None

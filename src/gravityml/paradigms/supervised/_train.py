@@ -52,6 +52,7 @@ def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
         first = str(exc).strip().splitlines()[0]
         raise TrainingError(
             f"model.params: {type(estimator).__name__} refused to fit: {first}",
+            allowed=f"the parameters {type(estimator).__name__} accepts (`gravityml validate JOB.yaml` lists them)",
             got=dict(spec.model.params),
             fix="correct model.params (see the estimator's scikit-learn documentation)",
         ) from None
