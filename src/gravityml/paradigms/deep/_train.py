@@ -176,6 +176,35 @@ def prepare(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> 
     )
 
 
+#: The loop a built-in network gets when the spec leaves ``train.epochs`` at its default and sets no
+#: ``patience``: up to this many epochs, stopped after ``AUTO_PATIENCE`` without a better val/loss
+#: (on ``AUTO_VALIDATION`` of the training rows), best weights kept, cosine learning rate. On
+#: sklearn:digits (3 splits) the mlp reached 0.980 test accuracy this way against 0.974 with 20
+#: constant-rate epochs and 0.978 for scikit-learn's MLPClassifier (docs/deep-learning.md).
+AUTO_MAX_EPOCHS = 100
+AUTO_PATIENCE = 5
+
+
+def with_loop_defaults(ctx: TrainContext) -> tuple[TrainContext, dict[str, str]]:
+    """``ctx`` with the early-stopping loop above where the spec chose none, and the tag saying so."""
+    from dataclasses import replace
+
+    from gravityml.spec import TrainSpec
+
+    cfg = ctx.spec.train
+    if ctx.spec.model.type not in BUILT_IN or cfg.patience is not None or cfg.epochs != TrainSpec.model_fields["epochs"].default:
+        return ctx, {}
+    update: dict[str, Any] = {"epochs": AUTO_MAX_EPOCHS, "patience": AUTO_PATIENCE}
+    if cfg.lr_schedule == "constant":
+        update["lr_schedule"] = "cosine"
+    train = cfg.model_copy(update=update)
+    note = (
+        f"train.epochs and train.patience not set: up to {AUTO_MAX_EPOCHS} epochs, early stopping after {AUTO_PATIENCE}"
+        f" without a better val/loss, lr_schedule {train.lr_schedule}; set train.epochs or train.patience to choose"
+    )
+    return replace(ctx, spec=ctx.spec.model_copy(update={"train": train})), {"loop.defaults": note}
+
+
 #: Longest default ``max_tokens`` sized from the data (the pooled embedding's cost grows with it).
 MAX_TOKENS_CAP = 512
 
@@ -286,11 +315,12 @@ def train(ctx: TrainContext) -> TrainResult:
     """Train a torch-backed supervised model (``mlp``, ``cnn``, ``text``) and evaluate it on test."""
     dataset = ctx.dataset
     assert dataset is not None and dataset.target is not None
+    ctx, loop_note = with_loop_defaults(ctx)
     spec = ctx.spec
     # Temperature scaling folds 1/T into the output layer, which only the built-in networks name.
     calibrate = check_calibrate(ctx, ("temperature",) if spec.model.type in BUILT_IN else ())
     prep = prepare(spec, dataset)
-    tags: dict[str, str] = {"problem": prep.problem, **prep.notes}
+    tags: dict[str, str] = {"problem": prep.problem, **prep.notes, **loop_note}
     artifacts = []
     precision = spec.compute.precision
     if precision == "auto":
