@@ -56,6 +56,8 @@ def blocker(tmp_path: Path) -> Path:
         (["export", "m", "-o", "{blocker}/onnx"], r"folder '.*a-file' cannot be made: '.*a-file' is a file"),
         (["predict", "m", "{rows}", "-o", "{blocker}/out.csv"], r"output: folder '.*a-file' cannot be made"),
         (["predict", "m", "{rows}", "-o", "{tmp}"], r"output: cannot write"),
+        (["nosuchcmd"], r"^error: gravityml: No such command 'nosuchcmd'; allowed: \[.*'train'.*\]; got: 'nosuchcmd'"),
+        (["validate", "a.yaml", "b.yaml"], r"unexpected extra argument.*got: 'b.yaml'"),
         (["ui", "--port", "70000"], r"--port: is not a TCP port; allowed: '0-65535'; got: 70000"),
         (["rollout", "m", "--gif", "{blocker}/first.gif"], r"--gif: folder '.*a-file' cannot be made"),
         (["spec-schema", "-o", "{blocker}/schema.json"], r"--output: folder '.*a-file' cannot be made"),

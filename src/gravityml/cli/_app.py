@@ -145,7 +145,12 @@ def usage_error(exc: Exception, args: Sequence[str] = ()) -> GravityMLError | No
         return SpecError(label, reason[:1].lower() + reason[1:], allowed=_type_words(param),
                          got=_given(label, args), fix=fix)
     if name == "UsageError":
-        extra = re.search(r"argument[s]?: '?([^']*)'?", message)
+        group = getattr(ctx, "command", None)
+        if message.startswith("No such command") and hasattr(group, "list_commands"):
+            quoted = re.search(r"'([^']*)'", message)
+            return SpecError("", f"{command}: {message.rstrip('.')}", allowed=sorted(group.list_commands(ctx)),
+                             got=quoted.group(1) if quoted else message, fix=fix)
+        extra = re.search(r"argument\(?s?\)?:? '?\(?([^')]*)", message)
         return SpecError("", f"{command}: {message.rstrip('.')}", allowed="the arguments and options in --help",
                          got=extra.group(1) if extra else message, fix=fix)
     return None
