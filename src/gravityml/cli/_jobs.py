@@ -40,7 +40,7 @@ def train(
     console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "
                   f"{result.lineage.get('model_type')})")
     console.print(f"run       {result.run_id} in experiment {result.experiment!r}")
-    console.print(f"placement {result.lineage.get('site')} ({result.lineage.get('jurisdiction')}, "
+    console.print(f"placement {result.lineage.get('planned_site')} ({result.lineage.get('jurisdiction')}, "
                   f"{result.lineage.get('offer')}), forecast {result.lineage.get('forecast_usd')} $")
     ran = result.lineage
     console.print(f"ran at    {ran.get('site')} on {ran.get('executor')}"

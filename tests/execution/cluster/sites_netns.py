@@ -304,6 +304,11 @@ def test_the_same_registry_takes_a_job_homed_at_a_from_as_cluster(env: Sites) ->
     assert _client(env, "b").get_job_info(_any_b_job(env)).driver_node_id != info.driver_node_id
     version = _registry(env).get_model_version("flowers", str(result.version))
     assert version.tags["gravityml.site"] == "site-a" and version.source.startswith(("mlflow-artifacts:", "models:"))
+    # A Ray Client address (ray://, the client extra) reaches the same job server.
+    from gravityml.execution._ray import connect
+
+    via_client = connect(f"ray://127.0.0.1:{HEADS['a'][1]}", site="site-a", timeout_s=60)
+    assert via_client.get_job_status(ran["ray_job_id"]) == "SUCCEEDED"
 
 
 def _any_b_job(sites: Sites) -> str:
@@ -357,7 +362,7 @@ def _wait_for(predicate, seconds: float = 120.0) -> None:  # type: ignore[no-unt
     while time.monotonic() < deadline:
         if predicate():
             return
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError("timed out waiting")
 
 
@@ -419,3 +424,53 @@ def test_a_killed_driver_leaves_the_run_failed_with_its_last_logs_and_no_version
     run = registry.get_run(record.run_id)
     assert run.info.status == "FAILED" and "ray node" in run.data.tags["gravityml.last_logs"]
     assert not registry.search_model_versions("name = 'killme'")
+
+
+def test_a_move_the_plan_chose_is_read_by_the_destination_job_from_the_home_store_and_metered_as_egress(
+    env: Sites,
+) -> None:
+    import json
+
+    from gravityml.execution import run_job
+
+    result = run_job(_job(env, "moved", "flowers"), catalog=env.catalog, site="site-b", on_log=lambda _: None)
+    assert result.lineage["site"] == "site-b" and result.lineage["data_uri"] == "s3://site-a-data/flowers.csv"
+    ledger = env.root / "site-b-workspace" / "ledger.jsonl"  # the ledger of the site that ran it
+    moves = [e for e in map(json.loads, ledger.read_text().splitlines())
+             if e["kind"] == "egress" and e["run_id"] == result.run_id]
+    assert len(moves) == 1 and moves[0]["status"] == "moved 0.001 GB from site-a"
+    assert moves[0]["usd"] == pytest.approx(0.001 * 0.05)  # site A's egress price, as the plan priced it
+
+
+def test_a_resubmitted_job_resumes_from_its_checkpoint_on_that_sites_storage(env: Sites) -> None:
+    import re
+
+    from gravityml.errors import JobFailedError
+    from gravityml.execution import run_job
+
+    spec = _job(env, "resumable", "flowers", type="mlp", params={"hidden": [8]})
+    document = yaml.safe_load(spec.read_text())
+    document["train"] = {"epochs": 12, "batch_size": 1, "seed": 5}  # killed after its first checkpoint
+    spec.write_text(yaml.safe_dump(document))
+    logs: list[str] = []
+    outcome: dict = {}
+
+    def go() -> None:
+        try:
+            run_job(spec, catalog=env.catalog, on_log=logs.append)
+        except JobFailedError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    checkpoints = env.root / "site-a-workspace" / "checkpoints"
+    _wait_for(lambda: bool(list(checkpoints.glob("resumable-*/checkpoint.pt"))), 180)
+    pid = int(re.search(r"pid (\d+)", "".join(logs)).group(1))  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGKILL)
+    thread.join(120)
+    assert "error" in outcome
+    killed = _record(env, "resumable")
+    resumed = run_job(spec, catalog=env.catalog, resume=True, on_log=lambda _: None)
+    assert resumed.run_id == killed.run_id  # the same run goes on
+    assert int(resumed.lineage["resumed_from_epoch"]) >= 1  # from the checkpoint the killed job left on site A
+    assert len(_registry(env).search_model_versions("name = 'resumable'")) == 1
