@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-
 from tests.inference.conftest import ADMIN_TOKEN, Server, workspace_env
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -118,3 +118,67 @@ def test_outputs_follow_predict_columns_and_requests() -> None:
     assert [t["name"] for t in select_outputs(list(tensors.values()), ["confidence"])] == ["confidence"]
     with pytest.raises(InferenceError, match="unknown output 'logits'"):
         select_outputs(list(tensors.values()), ["logits"])
+
+
+NUMERIC = Schema.from_frame(pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}))
+
+
+def matrix(data: list, datatype: str = "FP64", shape: list[int] | None = None) -> dict:
+    return {"name": "input", "datatype": datatype, "shape": shape or [len(data) // 2, 2], "data": data}
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([matrix([1, 2]), matrix([3, 4])], "input 'input' is given twice"),
+        ([tensor("a", [1]), matrix([3, 4])], "column tensors were sent too"),
+        ([matrix([1, 2]), tensor("a", [1])], "given twice \\(once inside 'input'\\)"),
+        ([matrix([2**70, 1], "INT64")], "row 1 of column 'a' does not fit INT64"),
+        ([tensor("a", [1], "UINT8"), tensor("b", [300], "UINT8")], "row 1 of column 'b' does not fit UINT8"),
+        ([tensor("a", [1], "INT8"), tensor("b", [-129], "INT8")], "does not fit INT8"),
+        ([tensor("a", [-1], "UINT32"), tensor("b", [1], "UINT32")], "does not fit UINT32"),
+        ([matrix([1.0, 2.0, 3.5e38, 1.0], "FP32")], "column 'a', row 2 is out of the range"),
+        ([matrix([1.0, 70000.0], "FP16")], "column 'b', row 1 is out of the range"),
+        ([matrix([1.0, 2.0, 3.0, float("inf")])], "column 'b', row 2 is infinite"),
+        ([{"name": "input", "datatype": ["FP64"], "shape": [1, 2], "data": [1, 2]}], "unknown datatype"),
+        ([{"name": "input", "datatype": {"a": 1}, "shape": [1, 2], "data": [1, 2]}], "unknown datatype"),
+    ],
+)
+def test_duplicates_and_out_of_range_values_are_refused(inputs: list, message: str) -> None:
+    with pytest.raises(InferenceError, match=message):
+        decode_request({"inputs": inputs}, NUMERIC)
+
+
+def test_values_past_the_models_precision_are_refused_naming_the_row() -> None:
+    body = {"inputs": [matrix([1.0, 2.0, 1e300, 4.0])]}
+    assert decode_request(body, NUMERIC).frame()["a"].tolist() == [1.0, 1e300]  # a float64 model takes it
+    fp32 = float(np.finfo(np.float32).max)
+    with pytest.raises(InferenceError, match="input 'input': column 'a', row 2 is out of the range the model computes"):
+        decode_request(body, NUMERIC, float_max=fp32)
+
+
+def test_declared_shapes_are_checked_before_decoding() -> None:
+    from gravityml.inference._tensors import check_declared
+
+    check_declared(b'{"inputs": [{"name": "input", "shape": [10, 2], "data": []}]}', max_rows=10, n_features=2)
+    with pytest.raises(InferenceError, match="too many rows"):
+        check_declared(b'{"inputs": [{"name": "input", "shape" :[ 11 , 2], "data": [', max_rows=10, n_features=2)
+    with pytest.raises(InferenceError, match="more values than the row limit"):
+        check_declared(b'{"inputs": [{"shape": [10], "x": 1}, {"shape": [10]}, {"shape": [10]}]}', max_rows=10,
+                       n_features=2)
+    lying = b'{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [' + b"1," * 200_000 + b"1]}]}"
+    with pytest.raises(InferenceError, match="far larger than its tensors' shapes declare"):
+        check_declared(lying, max_rows=10, n_features=2)
+    # A string value "shape" is no key: it does not count.
+    check_declared(b'{"inputs": [{"name": "shape", "shape": [1], "datatype": "BYTES", "data": ["shape"]}]}',
+                   max_rows=1, n_features=1)
+
+
+def test_non_finite_outputs_are_refused_naming_output_and_row() -> None:
+    from gravityml.inference._tensors import check_finite
+
+    check_finite(pd.DataFrame({"prediction": ["a", "b"], "confidence": [0.5, 0.9]}), None)
+    with pytest.raises(InferenceError, match="no finite 'confidence' for row 2"):
+        check_finite(pd.DataFrame({"prediction": ["a", "b"], "confidence": [0.5, np.nan]}), None)
+    with pytest.raises(InferenceError, match="no finite 'probabilities' for row 1"):
+        check_finite(pd.DataFrame({"prediction": ["a"]}), pd.DataFrame({"a": [np.nan], "b": [np.nan]}))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -29,6 +31,22 @@ class _Item:
     frame: pd.DataFrame
     probabilities: bool
     future: asyncio.Future[tuple[pd.DataFrame, pd.DataFrame | None]] = field(repr=False)
+    enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+@dataclass
+class BatchStats:
+    """Cumulative counts and times as Triton reports them (``queue``: waiting for a batch;
+    ``compute``: the model call, counted once per request it served)."""
+
+    executions: int = 0
+    queue_count: int = 0
+    queue_ns: int = 0
+    compute_count: int = 0
+    compute_ns: int = 0
+    #: batch size (requests) -> [model calls, their total ns]
+    batches: dict[int, list[int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class Batcher:
@@ -52,6 +70,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0
         self._carry: _Item | None = None
+        self.stats = BatchStats()
 
     def start(self) -> None:
         if self._task is None:
@@ -132,9 +151,11 @@ class Batcher:
         """Runs in the executor thread: one call for the batch, split back by row counts."""
         loop = self._loop_of(batch)
         want_proba = any(item.probabilities for item in batch)
+        started = time.perf_counter_ns()
         try:
             frame = batch[0].frame if len(batch) == 1 else pd.concat([i.frame for i in batch], ignore_index=True)
             predicted, proba = self.fn(frame, want_proba)
+            self._count(batch, started, time.perf_counter_ns() - started)
         except GravityMLError as exc:
             if len(batch) == 1:
                 loop.call_soon_threadsafe(_settle, batch[0].future, None, exc)
@@ -156,6 +177,18 @@ class Batcher:
             part_proba = proba.iloc[start:stop].reset_index(drop=True) if proba is not None and item.probabilities else None
             loop.call_soon_threadsafe(_settle, item.future, (part, part_proba), None)
             start = stop
+
+    def _count(self, batch: list[_Item], started: int, compute_ns: int) -> None:
+        stats = self.stats
+        with stats.lock:
+            stats.executions += 1
+            stats.queue_count += len(batch)
+            stats.queue_ns += sum(max(0, started - item.enqueued_ns) for item in batch)
+            stats.compute_count += len(batch)
+            stats.compute_ns += compute_ns * len(batch)
+            entry = stats.batches.setdefault(len(batch), [0, 0])
+            entry[0] += 1
+            entry[1] += compute_ns
 
     @staticmethod
     def _loop_of(batch: list[_Item]) -> asyncio.AbstractEventLoop:

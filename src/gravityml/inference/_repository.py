@@ -70,6 +70,26 @@ def output_metadata(model: GravityModel) -> list[dict[str, Any]]:
 
 
 @dataclass
+class RequestStats:
+    """Inference requests of one model version: answered or failed, and their cumulative time."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    last_inference_ms: int = 0
+
+    def record(self, ok: bool, ns: int) -> None:
+        if ok:
+            self.success_count += 1
+            self.success_ns += ns
+        else:
+            self.fail_count += 1
+            self.fail_ns += ns
+        self.last_inference_ms = int(time.time() * 1000)
+
+
+@dataclass
 class Served:
     """One model version in the server: its predictor, batcher and metadata."""
 
@@ -77,6 +97,57 @@ class Served:
     batcher: Batcher
     outputs: list[dict[str, Any]]
     loaded_at: float = field(default_factory=time.time)
+    requests: RequestStats = field(default_factory=RequestStats)
+
+    def statistics(self) -> dict[str, Any]:
+        """This version's entry of Triton's ``model_stats`` (counts, cumulative nanoseconds)."""
+        b, r = self.batcher.stats, self.requests
+        with b.lock:
+            queue = {"count": b.queue_count, "ns": b.queue_ns}
+            compute = {"count": b.compute_count, "ns": b.compute_ns}
+            executions = b.executions
+            batches = [{"batch_size": size, "compute_infer": {"count": count, "ns": ns}}
+                       for size, (count, ns) in sorted(b.batches.items())]
+        zero = {"count": 0, "ns": 0}
+        return {
+            "name": self.loaded.name,
+            "version": self.loaded.version,
+            "last_inference": r.last_inference_ms,
+            "inference_count": r.success_count,
+            "execution_count": executions,
+            "inference_stats": {
+                "success": {"count": r.success_count, "ns": r.success_ns},
+                "fail": {"count": r.fail_count, "ns": r.fail_ns},
+                "queue": queue,
+                "compute_input": dict(zero),
+                "compute_infer": compute,
+                "compute_output": dict(zero),
+                "cache_hit": dict(zero),
+                "cache_miss": dict(zero),
+            },
+            "batch_stats": batches,
+        }
+
+    def config(self, max_batch_size: int, max_delay_ms: float) -> dict[str, Any]:
+        """The model configuration Triton clients ask for (``/v2/models/NAME/config``)."""
+        meta = self.metadata([self.loaded.version])
+
+        def tensors(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"name": t["name"], "data_type": f"TYPE_{'STRING' if t['datatype'] == 'BYTES' else t['datatype']}",
+                     "dims": list(t["shape"][1:]) or [1]} for t in items]
+
+        return {
+            "name": self.loaded.name,
+            "platform": meta["platform"],
+            "backend": "gravityml",
+            "version_policy": {"specific": {"versions": [self.loaded.version]}},
+            "max_batch_size": max_batch_size,
+            "input": tensors(meta["inputs"]),
+            "output": tensors(meta["outputs"]),
+            "dynamic_batching": {"max_queue_delay_microseconds": int(max_delay_ms * 1000)},
+            "parameters": {k: {"string_value": str(v)} for k, v in meta["parameters"].items()
+                           if isinstance(v, (str, int, float))},
+        }
 
     @property
     def model(self) -> GravityModel:
@@ -163,6 +234,9 @@ class Repository:
 
     def add(self, loaded: Loaded) -> Served:
         name = loaded.name
+        existing = self._models.get(name, {}).get(loaded.version)
+        if existing is not None:  # named twice (tumor@production and tumor/7 resolving to one version)
+            return existing
         on_batch = self.on_batch
 
         def report(requests: int, rows: int) -> None:
@@ -182,8 +256,9 @@ class Repository:
         )
         versions = self._models.setdefault(name, {})
         versions[loaded.version] = served
-        current = self._default.get(name)
-        if current is None or int_or_zero(loaded.version) > int_or_zero(current):
+        if name not in self._default:
+            # Version policy: unversioned requests go to the version the operator named first
+            # (``serve tumor@production tumor/7``: the alias), never silently to the highest.
             self._default[name] = loaded.version
             self._refs[name] = loaded.ref
         return served
@@ -225,7 +300,8 @@ class Repository:
         async with self._lock:
             loaded = await asyncio.get_running_loop().run_in_executor(None, self.loader, ref)
             if loaded.name != name:
-                raise ModelError(f"{ref!r} is model {loaded.name!r}, not {name!r}", got=loaded.name,
+                raise ModelError(f"{ref!r} is model {loaded.name!r}, not {name!r}", allowed=f"a reference to {name!r}",
+                                 got=loaded.name,
                                  fix=f"load a reference to {name!r}")
             previous = self._default.get(name)
             if previous == loaded.version and loaded.version in self._models.get(name, {}):
@@ -237,6 +313,32 @@ class Repository:
         if old is not None:
             await old.batcher.close()
         return served
+
+    def default_version(self, name: str) -> str:
+        self.get(name)  # raises not found
+        return self._default[name]
+
+    async def unload(self, name: str, version: str | None = None) -> list[str]:
+        """Stop serving ``name`` (every version, or just ``version``); queued requests are answered first.
+
+        Unloading the default version of a name that keeps others makes the first remaining one the
+        default. Returns the versions unloaded.
+        """
+        self.get(name, version)  # raises not found
+        async with self._lock:
+            versions = self._models[name]
+            dropped = [version] if version is not None else list(versions)
+            served = [versions.pop(v) for v in dropped]
+            if not versions:
+                del self._models[name]
+                self._default.pop(name, None)
+                self._refs.pop(name, None)
+            elif self._default[name] in dropped:
+                self._default[name] = next(iter(versions))
+                self._refs[name] = versions[self._default[name]].loaded.ref
+        for s in served:
+            await s.batcher.close()
+        return dropped
 
     async def close(self) -> None:
         for versions in list(self._models.values()):

@@ -14,6 +14,7 @@ import logging
 import re
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,6 +166,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def _parameter(request: Request, key: str, what: str) -> str | None:
+    """``parameters.KEY`` of a repository request's (optional) JSON body."""
+    body = await _read_body(request, 64 * 1024)
+    if not body.strip():
+        return None
+    parsed = _parse(body)
+    params = parsed.get("parameters") if isinstance(parsed, dict) else None
+    value = params.get(key) if isinstance(params, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise _ClientError(400, f"parameters.{key} must be {what}")
+    return value
+
+
 def _parse(body: bytes) -> Any:
     if not body:
         raise _ClientError(400, "the request has no body; send a JSON inference request")
@@ -218,7 +232,8 @@ def create_app(
     decoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gravityml-decode")
 
     def _no_loader(ref: str) -> Loaded:
-        raise InferenceError("this server cannot load models", fix="start it with gravityml serve")
+        raise InferenceError("this server cannot load models", allowed="the models it was started with", got=ref,
+                             fix="start it with gravityml serve")
 
     repo = Repository(
         executor=executor,
@@ -312,6 +327,10 @@ def create_app(
 
         return register
 
+    @app.get("/v2/models/stats", tags=["model"])
+    async def all_stats() -> Response:  # before /v2/models/{name}, which would take "stats" for a name
+        return _json({"model_stats": [repo.get(n, v).statistics() for n in repo.names for v in repo.versions(n)]})
+
     @per_version("GET", "", tags=["model"])
     async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
         async def run() -> Response:
@@ -326,8 +345,11 @@ def create_app(
         return await _guarded(request, run)
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
+        start = time.perf_counter_ns()
+
         async def run() -> Response:
             served = _served(request, name, version)
+            request.state.served = served
             request.state.model = name
             request.state.version = served.loaded.version
             raw = await _read_body(request, config.max_body_bytes)
@@ -378,11 +400,33 @@ def create_app(
             head = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
             return Response(head + blob, media_type="application/octet-stream",
                             headers={BINARY_HEADER: str(len(head))})
-        return await _guarded(request, run)
+        response = await _guarded(request, run)
+        served = getattr(request.state, "served", None)
+        if served is not None and response.status_code != DISCONNECTED:
+            served.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
+        return response
 
     @per_version("POST", "/infer", tags=["inference"], openapi_extra={"requestBody": _INFER_BODY})
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         return await _infer(request, name, version)
+
+    @per_version("GET", "/config", tags=["model"])
+    async def model_config(request: Request, name: str, version: str | None = None) -> Response:
+        """The model configuration as Triton reports it (what ``tritonclient`` get_model_config reads)."""
+        async def run() -> Response:
+            served = _served(request, name, version)
+            return _json(served.config(config.max_batch_size, config.max_delay_ms))
+        return await _guarded(request, run)
+
+    @per_version("GET", "/stats", tags=["model"])
+    async def model_stats(request: Request, name: str, version: str | None = None) -> Response:
+        """Per-version inference statistics as Triton reports them: counts and cumulative nanoseconds."""
+        async def run() -> Response:
+            if version is not None:
+                return _json({"model_stats": [_served(request, name, version).statistics()]})
+            _served(request, name, None)  # 404 for an unknown name
+            return _json({"model_stats": [repo.get(name, v).statistics() for v in repo.versions(name)]})
+        return await _guarded(request, run)
 
     @app.post("/v2/repository/index", tags=["repository"])
     async def repository_index() -> Response:
@@ -392,20 +436,24 @@ def create_app(
               openapi_extra={"requestBody": _LOAD_BODY})
     async def repository_load(name: str, request: Request) -> Response:
         async def run() -> Response:
-            body = await _read_body(request, 64 * 1024)
-            ref = None
-            if body.strip():
-                parsed = _parse(body)
-                params = parsed.get("parameters") if isinstance(parsed, dict) else None
-                ref = params.get("ref") if isinstance(params, dict) else None
-                if ref is not None and not isinstance(ref, str):
-                    raise _ClientError(400, "parameters.ref must be a model reference string such as tumor@production")
-                if ref is not None:
-                    check_load_ref(ref, startup_refs)
+            ref = await _parameter(request, "ref", "a model reference string such as tumor@production")
+            if ref is not None:
+                check_load_ref(ref, startup_refs)
             served = await repo.reload(name, ref)
             metrics.models.set(len(repo.index()))
             log.info("loaded %s version %s from %s", name, served.loaded.version, served.loaded.ref)
             return _json({"name": name, "version": served.loaded.version, "ref": served.loaded.ref, "state": "READY"})
+        return await _guarded(request, run)
+
+    @app.post("/v2/repository/models/{name}/unload", tags=["repository"], responses=_ERRORS)
+    async def repository_unload(name: str, request: Request) -> Response:
+        """Stop serving ``name`` (or ``parameters.version`` of it); queued requests are answered first."""
+        async def run() -> Response:
+            version = await _parameter(request, "version", 'a version string such as "3"')
+            dropped = await repo.unload(name, version)
+            metrics.models.set(len(repo.index()))
+            log.info("unloaded %s version(s) %s", name, ", ".join(dropped))
+            return _json({"name": name, "versions": dropped, "state": "UNAVAILABLE"})
         return await _guarded(request, run)
 
     @app.get("/metrics", tags=["server"])

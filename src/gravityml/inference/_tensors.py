@@ -74,7 +74,7 @@ def input_metadata(schema: Schema) -> list[dict[str, Any]]:
 
 def _flatten(data: Any, name: str) -> list[Any]:
     if not isinstance(data, list):
-        raise _bad(f"input {name!r}: 'data' must be a list of values", got=type(data).__name__,
+        raise _bad(f"input {name!r}: 'data' must be a list of values", allowed="a JSON list", got=type(data).__name__,
                    fix="send the tensor's values row-major as a JSON list")
     if not any(isinstance(v, list) for v in data):
         return data
@@ -111,7 +111,7 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str, f
             raise _bad(
                 f"input {tensor!r}: column {col.name!r} takes strings"
                 + ("" if col.nullable else " and had no missing values in training"),
-                got=repr(bad)[:80],
+                allowed="JSON strings" + ("" if col.nullable else " (no nulls)"), got=repr(bad)[:80],
                 fix="send text values (JSON strings)",
             )
         return np.asarray(values, dtype=object)
@@ -120,12 +120,12 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str, f
         if not all(isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)) for v in values):
             bad = next(v for v in values if not (isinstance(v, bool) or (isinstance(v, int) and v in (0, 1))))
             raise _bad(f"input {tensor!r}: column {col.name!r} takes true/false (or 0/1)",
-                       got=repr(bad)[:80], fix="send JSON booleans")
+                       allowed="true, false, 0, 1", got=repr(bad)[:80], fix="send JSON booleans")
         return np.asarray([bool(v) for v in values], dtype=object)
     if datatype in INT_TYPES:
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise _bad(f"input {tensor!r}: {datatype} values must be integers",
-                       got=repr(next(v for v in values if not isinstance(v, int) or isinstance(v, bool)))[:80],
+                       allowed="JSON integers", got=repr(next(v for v in values if not isinstance(v, int) or isinstance(v, bool)))[:80],
                        fix="send integers, or declare the tensor FP64")
         low, high = INT_RANGES[datatype]
         for i, v in enumerate(values):
@@ -141,7 +141,7 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str, f
         elif _is_number(v):
             out[i] = float(v) if not isinstance(v, int) or abs(v) < 2**1000 else math.inf
         else:
-            raise _bad(f"input {tensor!r}: {datatype} values must be numbers", got=repr(v)[:80],
+            raise _bad(f"input {tensor!r}: {datatype} values must be numbers", allowed="JSON numbers or null", got=repr(v)[:80],
                        fix="send JSON numbers (null or NaN for a missing value where the model allows it)")
     # The smaller of the declared datatype's range and the model's own precision (an fp32 graph
     # turns 3.5e38 into infinity and answers NaN).
@@ -171,7 +171,7 @@ def _column_values(values: list[Any], datatype: str, col: Column, tensor: str, f
 def _shape(tensor: dict[str, Any], name: str) -> list[int]:
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _bad(f"input {name!r}: 'shape' must be a non-empty list of non-negative integers", got=repr(shape)[:80],
+        raise _bad(f"input {name!r}: 'shape' must be a non-empty list of non-negative integers", allowed="a list such as [3] or [3, 4]", got=repr(shape)[:80],
                    fix="e.g. \"shape\": [3] for 3 rows of one column")
     return shape
 
@@ -223,11 +223,11 @@ def decode_request(
     """
     offset = 0
     if not isinstance(body, dict):
-        raise _bad("the request body must be a JSON object", got=type(body).__name__,
+        raise _bad("the request body must be a JSON object", allowed="a JSON object", got=type(body).__name__,
                    fix='send {"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}')
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise _bad("the request needs a non-empty 'inputs' list", got=repr(inputs)[:80],
+        raise _bad("the request needs a non-empty 'inputs' list", allowed="a list of input tensors", got=repr(inputs)[:80],
                    fix="add one input tensor per feature column, or one 2-D tensor named 'input'")
     names = schema.feature_names
     by_name = {c.name: c for c in schema.features}
@@ -236,12 +236,12 @@ def decode_request(
     seen: set[str] = set()
     for tensor in inputs:
         if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-            raise _bad("each input must be an object with a string 'name'", got=repr(tensor)[:80],
+            raise _bad("each input must be an object with a string 'name'", allowed="objects with a string name", got=repr(tensor)[:80],
                        fix="give every input tensor a name")
         name = tensor["name"]
         if name in seen or (name == MATRIX_INPUT and name not in by_name and columns):
             raise _bad(f"input {name!r} is given twice" if name in seen else
-                       f"input {name!r} holds every column, but column tensors were sent too", got=name[:80],
+                       f"input {name!r} holds every column, but column tensors were sent too", allowed="each tensor name once", got=name[:80],
                        fix="send each column once: one tensor per column, or all of them as one tensor 'input'")
         seen.add(name)
         datatype = tensor.get("datatype")
@@ -256,14 +256,14 @@ def decode_request(
             size = params["binary_data_size"]
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
                 raise _bad(f"input {name!r}: binary_data_size does not fit the binary part of the body",
-                           got=repr(size)[:40], fix="send Inference-Header-Content-Length and sizes that add up")
+                           allowed="sizes within the binary part", got=repr(size)[:40], fix="send Inference-Header-Content-Length and sizes that add up")
             values = binary_values(binary[offset : offset + size], datatype, name)
             offset += size
         else:
             values = _flatten(tensor.get("data"), name)
         if math.prod(shape) != len(values):
             raise _bad(f"input {name!r}: shape {shape} holds {math.prod(shape)} values but 'data' has {len(values)}",
-                       got=len(values), fix="make 'shape' match the number of values")
+                       allowed="as many values as the shape holds", got=len(values), fix="make 'shape' match the number of values")
         if name == MATRIX_INPUT and name not in by_name:
             if len(shape) != 2 or shape[1] != len(names):
                 raise _bad(f"input {name!r}: shape must be [n, {len(names)}] (one column per feature)",
@@ -278,17 +278,17 @@ def decode_request(
                 columns[col.name] = _column_values(picked, column_type, col, name, float_max)
         elif name in by_name:
             if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-                raise _bad(f"input {name!r}: a column tensor has shape [n] or [n, 1]", got=shape,
+                raise _bad(f"input {name!r}: a column tensor has shape [n] or [n, 1]", allowed="[n] or [n, 1]", got=shape,
                            fix="send one tensor per column, or all columns as one [n, n_features] tensor 'input'")
             if name in columns:
-                raise _bad(f"input {name!r} is given twice (once inside 'input')", got=name, fix="send each column once")
+                raise _bad(f"input {name!r} is given twice (once inside 'input')", allowed="each column once", got=name, fix="send each column once")
             n = shape[0]
             columns[name] = _column_values(values, datatype, by_name[name], name, float_max)
         else:
             raise _bad(f"unknown input tensor {name!r}", allowed=[*names[:20], MATRIX_INPUT][:21], got=name,
                        fix="name input tensors after the model's columns (see GET /v2/models/NAME)")
         if rows is not None and n != rows:
-            raise _bad(f"input {name!r} has {n} rows but an earlier input has {rows}", got=n,
+            raise _bad(f"input {name!r} has {n} rows but an earlier input has {rows}", allowed="the same row count in every input", got=n,
                        fix="send the same number of rows in every input")
         rows = n
     missing = [c for c in names if c not in columns]
@@ -297,7 +297,7 @@ def decode_request(
                    allowed=names, got=sorted(columns), fix="send one tensor per feature column")
     assert rows is not None
     if rows == 0:
-        raise _bad("the request has no rows", got=0, fix="send at least one row")
+        raise _bad("the request has no rows", allowed="1 or more rows", got=0, fix="send at least one row")
     if rows > max_rows:
         raise _too_many_rows(rows, max_rows)
     outputs, probabilities = _requested(body)
@@ -325,21 +325,22 @@ def binary_values(raw: bytes, datatype: str, name: str) -> list[Any]:
     if datatype != "BYTES":
         width = np.dtype(_BINARY[datatype]).itemsize
         if len(raw) % width:
-            raise _bad(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values", got=len(raw),
+            raise _bad(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} values", allowed="a multiple of the datatype size", got=len(raw),
                        fix="send binary_data_size = number of values x size of the datatype")
         return np.frombuffer(raw, dtype=_BINARY[datatype]).tolist()
     values, at = [], 0
     while at < len(raw):
         if at + 4 > len(raw):
-            raise _bad(f"input {name!r}: a BYTES element is cut short", got=len(raw), fix="prefix each element with its 4-byte length")
+            raise _bad(f"input {name!r}: a BYTES element is cut short", allowed="4-byte length, then the bytes", got=len(raw), fix="prefix each element with its 4-byte length")
         length = int.from_bytes(raw[at : at + 4], "little")
         element = raw[at + 4 : at + 4 + length]
         if len(element) != length:
-            raise _bad(f"input {name!r}: a BYTES element is cut short", got=len(raw), fix="prefix each element with its 4-byte length")
+            raise _bad(f"input {name!r}: a BYTES element is cut short", allowed="4-byte length, then the bytes", got=len(raw), fix="prefix each element with its 4-byte length")
         try:
             values.append(element.decode("utf-8"))
         except UnicodeDecodeError:
-            raise _bad(f"input {name!r}: a BYTES element is not UTF-8 text", fix="send UTF-8 strings") from None
+            raise _bad(f"input {name!r}: a BYTES element is not UTF-8 text", allowed="UTF-8 text",
+                       got="invalid UTF-8", fix="send UTF-8 strings") from None
         at += 4 + length
     return values
 
@@ -387,7 +388,7 @@ def _number_from_text(value: Any, tensor: str, col: Column) -> Any:
             return float(text) if col.kind == "numeric" else None
         except ValueError:
             pass
-    raise _bad(f"input {tensor!r}: column {col.name!r} takes numbers", got=repr(value)[:80], fix="send a number")
+    raise _bad(f"input {tensor!r}: column {col.name!r} takes numbers", allowed="numbers or numeric text", got=repr(value)[:80], fix="send a number")
 
 
 def _requested(body: dict[str, Any]) -> tuple[list[str] | None, bool]:
@@ -397,7 +398,7 @@ def _requested(body: dict[str, Any]) -> tuple[list[str] | None, bool]:
     if outputs is None:
         return None, probabilities
     if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
-        raise _bad("'outputs' must be a list of objects with a string 'name'", got=repr(outputs)[:80],
+        raise _bad("'outputs' must be a list of objects with a string 'name'", allowed="a list of {\"name\": ...} objects", got=repr(outputs)[:80],
                    fix='e.g. "outputs": [{"name": "prediction"}, {"name": "confidence"}]')
     names = [o["name"] for o in outputs]
     return names, probabilities or PROBABILITIES in names
