@@ -115,3 +115,18 @@ def test_entry_point_errors_name_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match=r"XGBRegressor.* is a regressor but the target needs classification"):
         fit(tmp_path, {"type": "sklearn", "entry_point": "xgboost:XGBRegressor"}, iris)
     assert "no_such_pkg" not in sys.modules
+
+
+def test_your_own_classifier_can_be_calibrated(tmp_path: Path) -> None:
+    source = mixed_csv(tmp_path / "loans.csv")
+    spec = load_spec({
+        "name": "own", "task": "supervised", "data": {"source": str(source), "target": "label"},
+        "model": {"type": "sklearn", "entry_point": "xgboost:XGBClassifier", "params": {"n_estimators": 20}},
+        "train": {"calibrate": "sigmoid"},
+    })
+    dataset = load_dataset(spec)
+    result = train(TrainContext(spec=spec, workdir=tmp_path, dataset=dataset))
+    assert result.model.meta["calibration"]["method"] == "sigmoid"
+    out = result.model.predict(dataset.X.head(30))
+    assert set(out["prediction"]) <= {"approve", "review"}
+    np.testing.assert_allclose(result.model.predict_proba(dataset.X.head(30)).sum(axis=1), 1.0, atol=1e-6)

@@ -6,6 +6,7 @@ reject bad input. A new row needs an entry in TINY below: the test fails until i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,24 @@ TINY.update(
     }
 )
 
+# Your own models by entry point go through the same checks (tests/models holds their own tests).
+_OWN_TORCH = Path(__file__).parents[2] / "examples" / "own_torch_module"
+TINY.update(
+    {
+        "sklearn": {"data": SUPERVISED_CLS, "model": {"entry_point": "xgboost:XGBClassifier"}, "params": {"n_estimators": 10}},
+        "sklearn/lightgbm": {
+            "type": "sklearn", "data": SUPERVISED_REG, "model": {"entry_point": "lightgbm:LGBMRegressor"},
+            "params": {"n_estimators": 10, "verbose": -1},
+        },
+        "torch": {
+            "data": SUPERVISED_CLS, "model": {"entry_point": "my_nets.residual:build"}, "params": {"width": 8, "blocks": 1},
+            "train": {"epochs": 2}, "path": _OWN_TORCH,
+        },
+    }
+)
+#: Exported to ONNX with parity inside the contract (the built-in types have their own export tests).
+ONNX_IN_CONTRACT = ("sklearn", "sklearn/lightgbm", "torch")
+
 PREDICTION_COLUMNS = {
     "classifier": {"prediction", "confidence"},
     "regressor": {"prediction"},
@@ -96,18 +115,21 @@ PREDICTION_COLUMNS = {
 
 
 def test_every_catalog_row_has_a_tiny_job() -> None:
-    missing = sorted(set(MODEL_TYPES) - set(TINY))
+    missing = sorted(set(MODEL_TYPES) - {tiny.get("type", name) for name, tiny in TINY.items()})
     assert not missing, f"add these model types to TINY in {__file__}: {missing}"
 
 
-@pytest.mark.parametrize("model_type", sorted(set(MODEL_TYPES) & set(TINY)))
-def test_trains_saves_loads_predicts_and_rejects_bad_input(model_type: str, tmp_path: Path) -> None:
-    tiny = TINY[model_type]
+@pytest.mark.parametrize("case", sorted(TINY))
+def test_trains_saves_loads_predicts_and_rejects_bad_input(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = TINY[case]
+    model_type = tiny.get("type", case)
     task = tiny.get("task", "supervised")
+    if "path" in tiny:  # the user's package sits outside the project, as it would
+        monkeypatch.syspath_prepend(str(tiny["path"]))
     doc: dict[str, Any] = {
         "name": f"c-{model_type}",
         "task": task,
-        "model": {"type": model_type, "params": tiny.get("params", {})},
+        "model": {"type": model_type, "params": tiny.get("params", {}), **tiny.get("model", {})},
         "train": tiny.get("train", {}),
         "compute": {"accelerator": "cpu"},
     }
@@ -132,6 +154,19 @@ def test_trains_saves_loads_predicts_and_rejects_bad_input(model_type: str, tmp_
     pd.testing.assert_frame_equal(before, after)
     if "confidence" in after.columns:
         assert after["confidence"].between(0, 1).all()
+    if model.kind == "classifier":
+        np.testing.assert_allclose(model.predict_proba(sample).sum(axis=1), 1.0, atol=1e-6)
 
     with pytest.raises(GravityMLError):
         model.predict(pd.DataFrame({"not_a_feature": [1.0]}))
+    numeric = [c.name for c in model.schema.features if c.kind == "numeric"]
+    if numeric:  # a word where the schema has numbers
+        with pytest.raises(GravityMLError, match=rf"column {re.escape(repr(numeric[0]))}.*is not a number"):
+            model.predict(sample.astype(object).assign(**{numeric[0]: "not-a-number"}))
+    if case in ONNX_IN_CONTRACT:
+        from gravityml.inference import export_model
+
+        assert dataset is not None
+        dataset.X.head(40).to_csv(tmp_path / "held_out.csv", index=False)
+        report = export_model(tmp_path / "model", tmp_path / "onnx", data=tmp_path / "held_out.csv")
+        assert report.parity["passed"]

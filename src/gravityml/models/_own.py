@@ -62,7 +62,7 @@ class OwnNetwork(nn.Module):
         self.kind = inputs.kind
         self.shape = tuple(inputs.shape or ())
         if inputs.kind != "text":
-            width = inputs.n_features if inputs.kind == "table" else 1
+            width = int(inputs.n_features or 0) if inputs.kind == "table" else 1
             self.standardize = Standardize(torch.zeros(width), torch.zeros(width), torch.ones(width))
         self.net = net
 

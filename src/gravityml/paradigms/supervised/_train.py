@@ -161,7 +161,9 @@ def train(ctx: TrainContext) -> TrainResult:
     pipeline = fit_pipeline(ctx, X_train, y_train)
     uncalibrated = pipeline
     if calibrate != "none":
-        pipeline = calibrate_pipeline(pipeline, calibrate, X_val, y_val)
+        # Your own estimator learnt codes 0..k-1 (label_codes): it is calibrated on codes too.
+        coded = label_codes(y_val, list(schema.classes or ())) if ctx.spec.model.entry_point else y_val
+        pipeline = calibrate_pipeline(pipeline, calibrate, X_val, coded)
 
     meta: dict[str, Any] = {"task": "supervised", "model_type": ctx.spec.model.type, "problem": dataset.problem}
     if calibrate != "none":
