@@ -50,3 +50,13 @@ class CrashingCartPole(CartPoleEnv):
             os.unlink(self.flag)
             raise RuntimeError("simulated crash of the training process")
         return super().step(action)
+
+
+class UnpicklableCartPole(CartPoleEnv):
+    """CartPole holding a lock, as an env holding a file or a socket would: it cannot be pickled."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        import threading
+
+        super().__init__(**kwargs)
+        self._lock = threading.Lock()

@@ -91,3 +91,28 @@ def test_ppo_with_a_linear_schedule_resumes_where_it_stopped(tmp_path: Path) -> 
     assert second.metrics["train/timesteps"] >= 2048
     # The episodes of the first part are kept: the second run's record starts with them.
     assert second.metrics["train/episodes"] > first.metrics["train/episodes"]
+
+
+def test_a_resume_that_cannot_restore_the_envs_says_so(tmp_path: Path) -> None:
+    from gravityml.paradigms import TrainContext, train
+    from gravityml.spec import parse_spec
+
+    shutil.copy(ENVS, tmp_path / "rl_test_envs.py")
+    spec = parse_spec(
+        {
+            "name": "unpicklable",
+            "task": "reinforcement",
+            "env": {"entry_point": "rl_test_envs:UnpicklableCartPole"},
+            "model": {"type": "ppo", "params": {"n_steps": 64, "batch_size": 64}},
+            "train": {"timesteps": 1536, "eval_freq": 1024, "eval_episodes": 1},
+            "compute": {"accelerator": "cpu"},
+        },
+        base_dir=tmp_path,
+    )
+    checkpoints = tmp_path / "checkpoints"
+    first = train(TrainContext(spec=spec, workdir=tmp_path / "a", checkpoint_dir=checkpoints, should_stop=lambda: "x"))
+    assert first.tags["stop_reason"] == "stopped: x"
+    second = train(TrainContext(spec=spec, workdir=tmp_path / "b", checkpoint_dir=checkpoints, resume=True))
+    assert second.metrics["train/timesteps"] >= 1536
+    assert second.tags["resume_exact"] == "false"
+    assert "the environments could not be saved (TypeError" in second.tags["resume_differs_by"]

@@ -177,12 +177,23 @@ def read_checkpoint(folder: Path) -> Checkpoint | None:
 
 
 def load_envs(checkpoint: Checkpoint) -> tuple[Any, Any] | None:
-    """The training and evaluation envs as they were at the checkpoint, when they were saved."""
+    """The training and evaluation envs as they were at the checkpoint, when they were saved.
+
+    An env that no longer unpickles (its code changed since) is reported in ``differs_by`` and the
+    resumed run resets new envs from their seeds.
+    """
     if not (checkpoint.path / ENVS).exists():
         return None
     import cloudpickle
 
-    envs: tuple[Any, Any] = cloudpickle.loads((checkpoint.path / ENVS).read_bytes())
+    try:
+        envs: tuple[Any, Any] = cloudpickle.loads((checkpoint.path / ENVS).read_bytes())
+    except Exception as exc:  # noqa: BLE001 - whatever the env's own code raises while it is rebuilt
+        checkpoint.differs_by.append(
+            f"the saved environments could not be restored ({type(exc).__name__}: {str(exc)[:200]}): the resumed "
+            "run resets them from their seeds and starts new episodes"
+        )
+        return None
     return envs
 
 

@@ -233,8 +233,8 @@ def _build(
     cls = algorithm_class(kind)
     train_env, eval_env = envs
     if checkpoint is not None:
-        differs = list(checkpoint.differs_by)
         saved_envs = load_envs(checkpoint) if kind not in OFF_POLICY else None
+        differs = list(checkpoint.differs_by)
         if saved_envs is not None:
             for fresh in envs:
                 fresh.close()
