@@ -307,3 +307,42 @@ def test_tritonclient_reads_config_and_statistics(server: Server) -> None:
     everything = client.get_inference_statistics(headers=dict(AUTH))["model_stats"]
     assert {s["name"] for s in everything} == {"iris", "loans"}
     client.close()
+
+
+def test_mlflow_scoring_protocol_on_invocations(server: Server, trained: Path) -> None:
+    from tests.inference.conftest import workspace_env
+
+    from gravityml.inference import load
+
+    names = iris_names(server)
+    rows = iris_rows(6)
+    with workspace_env(trained):
+        import pandas as pd
+
+        expected = load("iris/1").predict(pd.DataFrame(rows, columns=names))
+    url = f"{server.url}/invocations?model=iris"
+    bodies = {
+        "dataframe_split": {"dataframe_split": {"columns": names, "data": rows.tolist()}},
+        "dataframe_records": {"dataframe_records": [dict(zip(names, r)) for r in rows.tolist()]},
+        "instances": {"instances": [dict(zip(names, r)) for r in rows.tolist()]},
+        "inputs": {"inputs": {n: rows[:, j].tolist() for j, n in enumerate(names)}},
+    }
+    for key, body in bodies.items():
+        response = httpx.post(url, headers=AUTH, json=body)
+        assert response.status_code == 200, (key, response.text)
+        predictions = response.json()["predictions"]
+        assert [p["prediction"] for p in predictions] == expected["prediction"].tolist(), key
+        np.testing.assert_allclose([p["confidence"] for p in predictions], expected["confidence"], rtol=1e-9)
+    csv = "\n".join([",".join(names), *(",".join(map(str, r)) for r in rows.tolist())])
+    as_csv = httpx.post(url, headers={**AUTH, "Content-Type": "text/csv"}, content=csv)
+    assert as_csv.status_code == 200 and len(as_csv.json()["predictions"]) == 6
+    ambiguous = httpx.post(f"{server.url}/invocations", headers=AUTH, json=bodies["instances"])
+    assert ambiguous.status_code == 400 and "?model=NAME" in ambiguous.json()["error"]
+    for bad, needle in [
+        ({"dataframe_split": {"columns": names, "data": [[1.0, 2.0]]}}, "must be a list of 4 values"),
+        ({"instances": [[1.0, 2.0, 3.0, float("inf")]]}, "row 1 is infinite"),
+        ({"instances": [], "inputs": []}, "exactly one of"),
+        ({"dataframe_records": [{"nope": 1}]}, names[0]),
+    ]:
+        response = httpx.post(url, headers={**AUTH, "Content-Type": "application/json"}, content=json.dumps(bad))
+        assert response.status_code == 400 and needle in response.json()["error"], (bad, response.text)

@@ -35,7 +35,7 @@ ADMIN_PREFIX = "/v2/repository/models/"
 #: The status recorded for a request whose client went away before the answer (nginx's convention).
 DISCONNECTED = 499
 #: POST bodies taken: JSON, and the binary tensor extension's body.
-POST_TYPES = frozenset({"application/json", "application/octet-stream"})
+POST_TYPES = frozenset({"application/json", "application/octet-stream", "text/csv"})  # CSV: /invocations
 #: Headers a browser adds (a request without any of them and without a Content-Type is from a
 #: program such as tritonclient, which sends none).
 _BROWSER_HEADERS = (b"origin", b"sec-fetch-site", b"sec-fetch-mode")

@@ -38,6 +38,7 @@ from gravityml.inference._tensors import (
     binary_wanted,
     check_declared,
     check_finite,
+    decode_mlflow,
     decode_request,
     output_tensors,
     select_outputs,
@@ -127,6 +128,8 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     #: Seconds between SIGTERM and closing the port: readiness answers 503, every response closes its connection.
     drain_s: float = 5.0
+    #: A PredictionLogger (``serve --log-predictions``): rows are queued, never waited for.
+    prediction_log: Any = None
 
 
 class _ClientError(Exception):
@@ -177,6 +180,11 @@ async def _parameter(request: Request, key: str, what: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _ClientError(400, f"parameters.{key} must be {what}")
     return value
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the JSON value it stands for."""
+    return value.item() if hasattr(value, "item") else value
 
 
 def _parse(body: bytes) -> Any:
@@ -262,6 +270,14 @@ def create_app(
     )
     app.state.repository = repo
     app.state.metrics = metrics
+    if config.prediction_log is not None:  # what the log could not keep up with, for /metrics
+        from prometheus_client import Gauge
+
+        plog = config.prediction_log
+        Gauge("gravityml_prediction_log_dropped_rows", "Rows the prediction log dropped (queue full)",
+              registry=metrics.registry).set_function(lambda: plog.dropped_rows)
+        Gauge("gravityml_prediction_log_rows", "Rows written to the prediction log",
+              registry=metrics.registry).set_function(lambda: plog.logged_rows)
     app.state.lifecycle = lifecycle
 
     @app.exception_handler(StarletteHTTPException)
@@ -317,6 +333,15 @@ def create_app(
             request.state.error = "client disconnected"
             return Response(status_code=DISCONNECTED)
 
+    async def _counted(request: Request, handler: Callable[[], Any]) -> Response:
+        """``_guarded``, and the answer counted in the statistics of the model version it reached."""
+        start = time.perf_counter_ns()
+        response = await _guarded(request, handler)
+        served = getattr(request.state, "served", None)
+        if served is not None and response.status_code != DISCONNECTED:
+            served.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
+        return response
+
     def per_version(method: str, suffix: str, **kwargs: Any) -> Callable[[Any], Any]:
         """Register a handler at /v2/models/{name}SUFFIX and /v2/models/{name}/versions/{version}SUFFIX."""
 
@@ -345,7 +370,7 @@ def create_app(
         return await _guarded(request, run)
 
     async def _infer(request: Request, name: str, version: str | None) -> Response:
-        start = time.perf_counter_ns()
+        start = time.perf_counter_ns()  # the prediction log's latency
 
         async def run() -> Response:
             served = _served(request, name, version)
@@ -390,6 +415,9 @@ def create_app(
                 raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
                                         "or send fewer rows") from None
             check_finite(predicted, proba)
+            if config.prediction_log is not None:
+                config.prediction_log.log(decoded.frame(), predicted, model_version=f"{name}/{served.loaded.version}",
+                                          latency_ms=(time.perf_counter_ns() - start) / 1e6)
             tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
             tensors, blob = binary_outputs(tensors, binary_wanted(body))
             payload: dict[str, Any] = {"model_name": name, "model_version": served.loaded.version, "outputs": tensors}
@@ -400,11 +428,7 @@ def create_app(
             head = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
             return Response(head + blob, media_type="application/octet-stream",
                             headers={BINARY_HEADER: str(len(head))})
-        response = await _guarded(request, run)
-        served = getattr(request.state, "served", None)
-        if served is not None and response.status_code != DISCONNECTED:
-            served.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
-        return response
+        return await _counted(request, run)
 
     @per_version("POST", "/infer", tags=["inference"], openapi_extra={"requestBody": _INFER_BODY})
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
@@ -427,6 +451,57 @@ def create_app(
             _served(request, name, None)  # 404 for an unknown name
             return _json({"model_stats": [repo.get(name, v).statistics() for v in repo.versions(name)]})
         return await _guarded(request, run)
+
+    @app.post("/invocations", tags=["mlflow"], responses=_ERRORS)
+    async def invocations(request: Request, model: str | None = None, version: str | None = None) -> Response:
+        """MLflow's scoring protocol (``mlflow models serve``): ``dataframe_split``, ``dataframe_records``,
+        ``instances`` or ``inputs`` as JSON, or CSV; answers ``{"predictions": [row objects]}``. With
+        several models served, ``?model=NAME`` (and ``&version=V``) picks one."""
+        async def run() -> Response:
+            name = model
+            if name is None:
+                if len(repo.names) != 1:
+                    raise _ClientError(400, f"this server serves {len(repo.names)} models; allowed: {repo.names[:10]}; "
+                                            "fix: name one with /invocations?model=NAME")
+                name = repo.names[0]
+            served = _served(request, name, version)
+            request.state.served = served
+            request.state.model = name
+            request.state.version = served.loaded.version
+            raw = await _read_body(request, config.max_body_bytes)
+            ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+            def decode() -> Any:
+                if ctype == "text/csv":
+                    import io
+
+                    import pandas as pd
+
+                    try:
+                        frame = pd.read_csv(io.BytesIO(raw))
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise _ClientError(400, f"malformed CSV: {str(exc)[:200]}") from None
+                    body: Any = {"dataframe_split": {"columns": [str(c) for c in frame.columns],
+                                                     "data": frame.to_numpy(dtype=object).tolist()}}
+                else:
+                    body = _parse(raw)
+                return decode_mlflow(body, served.model.schema, max_rows=config.max_rows, float_max=float_limit(served))
+
+            if len(raw) <= INLINE_DECODE_BYTES:
+                frame = decode()
+            else:
+                frame = await asyncio.get_running_loop().run_in_executor(decoder, decode)
+            request.state.rows = len(frame)
+            try:
+                predicted, _ = await asyncio.wait_for(served.batcher.submit(frame), config.timeout_s)
+            except asyncio.TimeoutError:
+                raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
+                                        "or send fewer rows") from None
+            check_finite(predicted, None)
+            records = [{str(k): _plain(v) for k, v in row.items()} for row in predicted.to_dict(orient="records")]
+            return _json({"predictions": records})
+
+        return await _counted(request, run)
 
     @app.post("/v2/repository/index", tags=["repository"])
     async def repository_index() -> Response:

@@ -479,3 +479,81 @@ def check_finite(predicted: pd.DataFrame, proba: pd.DataFrame | None) -> None:
                 raise _bad(f"the model computed no finite {output!r} for row {row}: its inputs are outside the range "
                            "the model can score", allowed="finite outputs", got=repr(float(values[row - 1])),
                            fix=f"check row {row}'s values against the training data's range")
+
+
+#: The body keys of MLflow's scoring protocol (``mlflow models serve``'s ``/invocations``).
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+def decode_mlflow(body: Any, schema: Schema, *, max_rows: int = 100_000, float_max: float = math.inf) -> pd.DataFrame:
+    """Rows of an MLflow scoring request (``dataframe_split``, ``dataframe_records``, ``instances``
+    or ``inputs``) as a frame; the model's schema checks the columns and values themselves.
+
+    https://mlflow.org/docs/latest/deployment/deploy-model-locally.html (local REST server)
+    """
+    if not isinstance(body, dict) or sum(k in body for k in MLFLOW_KEYS) != 1:
+        raise _bad("an MLflow scoring request has exactly one of " + ", ".join(MLFLOW_KEYS), allowed=list(MLFLOW_KEYS),
+                   got=sorted(body)[:5] if isinstance(body, dict) else type(body).__name__,
+                   fix='send e.g. {"dataframe_split": {"columns": [...], "data": [[...]]}}')
+    key = next(k for k in MLFLOW_KEYS if k in body)
+    value = body[key]
+    names = schema.feature_names
+    try:
+        if key == "dataframe_split":
+            if not isinstance(value, dict) or not isinstance(value.get("data"), list):
+                raise _bad("dataframe_split needs 'columns' and a 'data' list of rows", allowed="columns, data, index",
+                           got=repr(value)[:80], fix='send {"columns": ["a", "b"], "data": [[1, 2]]}')
+            columns = value.get("columns", names)
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+                raise _bad("dataframe_split 'columns' must be a list of column names", allowed=names[:20],
+                           got=repr(columns)[:80], fix="name the columns as strings")
+            rows = value["data"]
+            if len(rows) > max_rows:
+                raise _too_many_rows(len(rows), max_rows)
+            if not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+                raise _bad(f"every row of dataframe_split 'data' must be a list of {len(columns)} values",
+                           allowed=f"{len(columns)} values per row", got=repr(rows[:1])[:80], fix="one value per column")
+            frame = pd.DataFrame(rows, columns=columns)
+        elif isinstance(value, dict):  # instances/inputs as columns: {"a": [1, 2], "b": [3, 4]}
+            if not all(isinstance(v, list) for v in value.values()) or len({len(v) for v in value.values()}) > 1:
+                raise _bad(f"{key} as columns must map each column to a list of the same length",
+                           allowed="equal-length lists", got=repr(value)[:80], fix='send {"a": [1, 2], "b": [3, 4]}')
+            frame = pd.DataFrame(value)
+        elif isinstance(value, list):
+            if len(value) > max_rows:
+                raise _too_many_rows(len(value), max_rows)
+            if all(isinstance(r, dict) for r in value):
+                frame = pd.DataFrame.from_records(value)
+            elif key != "dataframe_records" and all(isinstance(r, list) and len(r) == len(names) for r in value):
+                frame = pd.DataFrame(value, columns=names)  # rows in the schema's column order
+            else:
+                raise _bad(f"{key} must be a list of row objects" + ("" if key == "dataframe_records" else
+                           f" or of rows of {len(names)} values"), allowed=names[:20], got=repr(value[:1])[:80],
+                           fix='send [{"a": 1, "b": 2}, ...]')
+        else:
+            raise _bad(f"{key} must be a list or an object", allowed="list, object", got=type(value).__name__,
+                       fix="see the MLflow scoring protocol")
+    except (ValueError, TypeError) as exc:  # pandas refusing a ragged or odd structure
+        raise _bad(f"{key} does not form a table", allowed="rows of equal length", got=str(exc)[:120],
+                   fix="send one value per column in every row") from None
+    if len(frame) == 0:
+        raise _bad("the request has no rows", allowed="1 or more rows", got=0, fix="send at least one row")
+    if len(frame) > max_rows:
+        raise _too_many_rows(len(frame), max_rows)
+    if frame.columns.duplicated().any():
+        raise _bad("a column is given twice", allowed="each column once", got=str(frame.columns[frame.columns.duplicated()][0]),
+                   fix="send each column once")
+    for col in schema.features:
+        if col.kind != "numeric" or col.name not in frame:
+            continue
+        values = frame[col.name]
+        if values.dtype.kind not in "fiu":
+            continue  # text in a numeric column: the schema names it
+        numbers = values.to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            outside = np.abs(numbers) > min(float_max, FLOAT_MAX["FP64"])
+        if outside.any():
+            row = int(np.flatnonzero(outside)[0]) + 1
+            raise _bad(f"column {col.name!r}, row {row} is infinite or out of the range the model computes in",
+                       allowed="finite numbers", got=repr(numbers[row - 1]), fix="send finite numbers")
+    return frame
