@@ -38,6 +38,9 @@ def serve(
                                         "503 with every response closing its connection, before the port closes."),
     threads: int = typer.Option(1, "--threads", min=1, help="Threads one model call may use."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request on stderr."),
+    log_predictions: str = typer.Option(None, "--log-predictions", help="Log inputs and outputs as Parquet to "
+                                        "this folder or s3:// prefix, in the background (for `gravityml monitor`)."),
+    log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of rows logged."),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
     from gravityml.errors import SpecError
@@ -76,6 +79,7 @@ def serve(
         admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
         cors_origins=tuple(cors_origin),
         drain_s=drain_seconds,
+        prediction_log=_prediction_logger(refs[0], log_predictions, log_sample_rate) if log_predictions else None,
     )
 
     def ready(models: list) -> None:  # type: ignore[type-arg]
@@ -85,7 +89,17 @@ def serve(
         auth += ", loading over HTTP with the admin token" if config.admin_token else ", loading over HTTP off"
         console.print(f"Open Inference Protocol on http://{host}:{port}/v2 ({auth}); metrics /metrics, API /docs")
 
-    serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready)
+    try:
+        serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready)
+    finally:
+        if config.prediction_log is not None:
+            config.prediction_log.close()  # what is queued is written, the open file closed and renamed
+
+
+def _prediction_logger(ref: str, target: str, sample_rate: float) -> object:
+    from gravityml.cli._lifecycle import prediction_logger
+
+    return prediction_logger(ref, target, sample_rate)
 
 
 @app.command()

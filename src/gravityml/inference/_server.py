@@ -261,6 +261,8 @@ def create_app(
         await repo.close()
         executor.shutdown(wait=True)
         decoder.shutdown(wait=True)
+        if config.prediction_log is not None:  # write what is queued; close and rename the open file
+            config.prediction_log.close()
 
     app = FastAPI(
         title="gravityml inference server",
