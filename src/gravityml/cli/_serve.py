@@ -36,6 +36,8 @@ def serve(
                                           "to call the server cross-origin; repeatable. Others get 403."),
     drain_seconds: float = typer.Option(5.0, "--drain-seconds", min=0.0, help="On SIGTERM: seconds of readiness "
                                         "503 with every response closing its connection, before the port closes."),
+    grpc_port: int = typer.Option(None, "--grpc-port", help="Also serve the OIP gRPC service (KServe v2) on this "
+                                  "port of --host (off by default)."),
     threads: int = typer.Option(1, "--threads", min=1, help="Threads one model call may use."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="One JSON line per request on stderr."),
     log_predictions: str = typer.Option(None, "--log-predictions", help="Log inputs and outputs as Parquet to "
@@ -79,6 +81,8 @@ def serve(
         admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
         cors_origins=tuple(cors_origin),
         drain_s=drain_seconds,
+        grpc_port=grpc_port,
+        grpc_host=host,
         prediction_log=_prediction_logger(refs[0], log_predictions, log_sample_rate) if log_predictions else None,
     )
 

@@ -128,6 +128,9 @@ class ServeConfig:
     cors_origins: tuple[str, ...] = ()
     #: Seconds between SIGTERM and closing the port: readiness answers 503, every response closes its connection.
     drain_s: float = 5.0
+    #: The OIP gRPC service's port (None: off), on ``grpc_host``.
+    grpc_port: int | None = None
+    grpc_host: str = "127.0.0.1"
     #: A PredictionLogger (``serve --log-predictions``): rows are queued, never waited for.
     prediction_log: Any = None
 
@@ -256,7 +259,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        grpc_server = None
+        if config.grpc_port is not None:
+            from gravityml.inference import _grpc
+
+            grpc_server = await _grpc.start(app, repo=repo, config=config, float_limit=float_limit,
+                                            version=__version__, host=config.grpc_host, port=config.grpc_port)
+            log.info("OIP gRPC on %s:%d", config.grpc_host, config.grpc_port)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(config.timeout_s)
         # uvicorn has let in-flight requests finish; drain what the batchers still hold.
         await repo.close()
         executor.shutdown(wait=True)
