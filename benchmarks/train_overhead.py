@@ -251,8 +251,12 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     wanted = set(args.only or ("mlp", "cnn", "compute_bound"))
     results: dict[str, Any] = {}
-    if RESULTS.exists() and args.only:  # keep the workloads not rerun
-        results = json.loads(RESULTS.read_text()).get("results", {})
+    if RESULTS.exists() and args.only:  # keep the workloads not rerun, each with its own load average
+        previous = json.loads(RESULTS.read_text())
+        results = previous.get("results", {})
+        for entry in results.values():
+            entry.setdefault("load_average_before", previous.get("load_average_before"))
+            entry.setdefault("load_average_after", previous.get("load_average_after"))
     for name, work in workloads().items():
         if name not in wanted:
             continue
