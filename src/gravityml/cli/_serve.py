@@ -59,6 +59,9 @@ def serve(
     if admin_token and token and admin_token == token:
         raise SpecError("--admin-token", "is the same as --token", allowed="a separate secret", got="(the same)",
                         fix="choose a different admin token: whoever may predict must not be able to load models")
+    if grpc_port is not None and (not 0 < grpc_port <= 65535 or grpc_port == port):
+        raise SpecError("--grpc-port", "is not a free TCP port beside --port", allowed=f"1-65535, not {port}",
+                        got=grpc_port, fix="choose another port such as 8081")
     if not 0 <= port <= 65535:  # checked here: uvicorn would fail deep in asyncio with a traceback
         raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
                         fix="choose a port such as 8080")
