@@ -162,3 +162,10 @@ def test_registered_own_module_loads_through_gravityml_and_mlflow_without_its_pa
     np.testing.assert_allclose(np.array(a), expected, atol=1e-6)
     np.testing.assert_allclose(np.array(b), expected.max(axis=1), atol=1e-6)
 
+
+
+def test_own_module_trains_data_parallel_on_two_cpu_processes(project: Path, tmp_path: Path) -> None:
+    """The spawned workers unpickle the user's module by name: its folder must reach them."""
+    _, _, result = fit(job(project, train={"epochs": 2}, compute={"accelerator": "cpu", "devices": 2}), tmp_path)
+    assert result.tags["devices"] == "2" and "DistributedDataParallel over 2 processes" in result.tags["distributed"]
+    assert result.metrics["test/accuracy"] > 0.8
