@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.inference.conftest import mixed_frame, workspace_env
 
 from gravityml.errors import ExportError
-from tests.inference.conftest import mixed_frame, workspace_env
 
 
 def test_export_writes_model_metadata_and_a_passing_parity_report(trained: Path, tmp_path: Path) -> None:
@@ -107,9 +107,10 @@ def test_cli_export_prints_parity_and_rejects_unknown_format(trained: Path, tmp_
 @pytest.mark.slow
 def test_torch_mlp_export_agrees_and_int8_is_several_times_smaller(trained: Path, tmp_path: Path) -> None:
     """The issue-3 torch flavor through the same export: its graph takes the encoded matrix."""
+    from tests.inference.conftest import write_job
+
     import gravityml
     from gravityml.inference import export_model
-    from tests.inference.conftest import write_job
 
     job = write_job(
         tmp_path / "mlp.yaml", name="tumor-mlp", task="supervised",

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tests.inference.test_kinds import call
 
 from gravityml.errors import ExportError
-from tests.inference.test_kinds import call
 
 ROOT = Path(__file__).resolve().parents[2]
 TELEMETRY = {"source": str(ROOT / "examples" / "data" / "telemetry.csv"), "target": "injected", "drop": ["host", "anomaly_kind"]}

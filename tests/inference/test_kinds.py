@@ -9,7 +9,6 @@ import httpx
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
-
 from tests.inference.conftest import workspace_env, write_job
 
 

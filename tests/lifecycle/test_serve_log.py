@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-
 from tests.inference.conftest import Server
 from tests.lifecycle.conftest import loans
 

@@ -25,8 +25,8 @@ column is numeric and the matrix is the columns in schema order.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np

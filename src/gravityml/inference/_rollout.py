@@ -15,9 +15,9 @@ import numpy as np
 
 from gravityml.data import atomic_write
 from gravityml.errors import EnvironmentError_, ModelError
+from gravityml.inference._load import load
 from gravityml.models import GravityModel
 from gravityml.tracking import Workspace
-from gravityml.inference._load import load
 
 MAX_GIF_FRAMES = 600
 GIF_FPS = 30

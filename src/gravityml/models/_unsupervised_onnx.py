@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from gravityml.errors import ModelError
-from gravityml.models._sklearn_onnx import TARGET_OPSET, convert_pipeline, describe
+from gravityml.models._sklearn_onnx import convert_pipeline, describe
 from gravityml.spec import MODEL_TYPES
 
 #: estimator class -> skl2onnx options for it (IsolationForest: add the ``score_samples`` output).

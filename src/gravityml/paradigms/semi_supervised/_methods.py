@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gravityml._typing import MetricSink, Metrics, Params, PathLikeStr
+from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
 from gravityml.errors import TrainingError
 from gravityml.models import GravityModel, SklearnModel
 from gravityml.models._unsupervised import DecodedClassifier
