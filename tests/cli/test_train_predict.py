@@ -115,7 +115,10 @@ def test_two_trainings_give_identical_metrics_and_two_versions(trained: str, cli
     first, second = resolve(workspace, "tumor/1"), resolve(workspace, "tumor/2")
     assert resolve(workspace, "tumor").version == 2
     m1, m2 = run_metrics(workspace, first.run_id), run_metrics(workspace, second.run_id)
-    assert m1 == m2 and m1["test/accuracy"] >= 0.95
+    # cost/metered_usd is wall-clock time at dc-frankfurt's rate (this machine's site in the example catalog)
+    learned1, learned2 = ({k: v for k, v in m.items() if not k.startswith("cost/metered")} for m in (m1, m2))
+    assert learned1 == learned2 and m1["test/accuracy"] >= 0.95
+    assert m1["cost/metered_usd"] > 0 and m2["cost/metered_usd"] > 0
 
 
 def test_models_list_show_promote_compare(trained: str, cli, workspace) -> None:
