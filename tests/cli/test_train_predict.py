@@ -35,7 +35,7 @@ def test_tumor_reaches_95_percent_and_is_visible_to_the_plain_mlflow_client(trai
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"plots", "model", "job.yaml", "environment.json", "schema.json"} <= names
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"confusion_matrix.png", "roc_curve.png"}
+    assert plots == {"confusion_matrix.png", "roc_curve.png", "reliability.png"}
     (version,) = client.search_model_versions("name = 'tumor'")
     assert str(version.version) == "1" and version.run_id == run.info.run_id
     assert version.tags["gravityml.data_fingerprint"] == run.data.params["dataset.fingerprint"]
