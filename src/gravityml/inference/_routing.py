@@ -63,7 +63,7 @@ class Router:
 
     def __post_init__(self) -> None:
         if self.canary is not None and not 0.0 < self.share < 1.0:
-            raise SpecError("--canary", "the share must be between 0 and 100%", got=self.share,
+            raise SpecError("--canary", "the share must be between 0 and 100%", allowed="0 < share < 100", got=self.share,
                             fix="write e.g. --canary tumor/7=10%")
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
