@@ -51,7 +51,7 @@ def check_body(response: Any) -> None:
 #: Cases per operation and generation mode: inference gets most of them.
 EXAMPLES = {"/v2/models/{name}/infer": 120, "/v2/models/{name}/versions/{version}/infer": 40}
 #: Requests the mutation fuzzer sends.
-MUTATIONS = 3000
+MUTATIONS = 3200
 
 
 def test_no_generated_request_gets_a_5xx(server: Server) -> None:
@@ -147,6 +147,10 @@ def seeds(server: Server) -> list[tuple[str, dict[str, Any]]]:
             {"name": "region", "shape": [1], "datatype": "BYTES", "data": ["north"]},
             {"name": "note", "shape": [1], "datatype": "BYTES", "data": ["paid early"]},
         ], "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}),
+        ("/invocations?model=iris", {"dataframe_split": {"columns": iris, "data": [row, row]}}),
+        ("/invocations?model=iris", {"instances": [dict(zip(iris, row))]}),
+        ("/invocations?model=loans", {"dataframe_records": [{"size": 3.0, "region": "east", "note": "new customer"}]}),
+        ("/invocations?model=loans", {"inputs": {"size": [1.0], "region": ["north"], "note": ["paid early"]}}),
     ]
 
 
@@ -206,6 +210,10 @@ HAND_PICKED: list[tuple[str, dict[str, Any], Any]] = [
     (INFER, {"Content-Type": "application/json; charset=utf-8"}, tensor()),
     ("/v2/models/iris/versions/%F0%9F%92%A5/infer", {}, tensor()),
     ("/v2/models/" + "x" * 3000 + "/infer", {}, tensor()),
+    ("/invocations?model=loans", {}, {"dataframe_records": [{"size": 10**400, "region": "east", "note": "x"}]}),
+    ("/invocations?model=iris", {}, {"instances": [[1e300, 1, 1, 1]]}),
+    ("/invocations?model=iris", {}, {"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}),
+    ("/invocations?model=iris", {"Content-Type": "text/csv"}, b"a,b\n1,\xff\n\"unclosed"),
     ("/v2/repository/models/iris/load", ADMIN, {"parameters": {"ref": "x" * 3000}}),
     ("/v2/repository/models/iris/load", ADMIN, {"parameters": {"ref": "/etc/passwd"}}),
     ("/v2/repository/models/iris/load", ADMIN, {"parameters": {"ref": "../../iris"}}),

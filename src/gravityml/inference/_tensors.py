@@ -543,13 +543,22 @@ def decode_mlflow(body: Any, schema: Schema, *, max_rows: int = 100_000, float_m
     if frame.columns.duplicated().any():
         raise _bad("a column is given twice", allowed="each column once", got=str(frame.columns[frame.columns.duplicated()][0]),
                    fix="send each column once")
+    for name in frame.columns:
+        if frame[name].dtype == object:
+            cells = frame[name].tolist()
+            bad = next((i for i, v in enumerate(cells) if not (v is None or isinstance(v, (str, int, float, bool)))), None)
+            if bad is not None:
+                raise _bad(f"column {str(name)[:80]!r}, row {bad + 1} is not a single value", allowed="a string, number, "
+                           "boolean or null per cell", got=repr(cells[bad])[:80], fix="send one plain value per cell")
     for col in schema.features:
         if col.kind != "numeric" or col.name not in frame:
             continue
         values = frame[col.name]
-        if values.dtype.kind not in "fiu":
-            continue  # text in a numeric column: the schema names it
-        numbers = values.to_numpy(dtype=np.float64)
+        if values.dtype.kind not in "fiu":  # mixed: numbers past float64 (10**400) here, text is the schema's
+            numbers = np.array([v if isinstance(v, float) else (math.inf if abs(v) > 2**1000 else float(v))
+                                if _is_number(v) else 0.0 for v in values], dtype=np.float64)
+        else:
+            numbers = values.to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             outside = np.abs(numbers) > min(float_max, FLOAT_MAX["FP64"])
         if outside.any():
