@@ -56,8 +56,9 @@ def test_the_gate_refuses_a_worse_challenger(world: Path, tmp_path: Path, cli) -
     noisy["approved"] = np.random.default_rng(5).permutation(noisy["approved"].to_numpy())  # labels of nobody
     noisy.to_csv(tmp_path / "noisy.csv", index=False)
     with workspace_env(world / "ws"):
-        code, _, err = cli("retrain", "credit@production", "--data", str(tmp_path / "noisy.csv"))
+        code, out, err = cli("retrain", "credit@production", "--data", str(tmp_path / "noisy.csv"))
         assert code == 0, err
+        assert "challenger credit/3 (retrained from credit/2, not promoted)" in out, out + err
         code, out, err = cli("models", "promote", "credit/3", "--alias", "production", "--if-better",
                              "--data", str(world / "holdout.csv"))
         assert code == 0, err

@@ -85,7 +85,7 @@ class PredictionLogger:
         self.logged_rows = 0
         self.dropped_rows = 0
         self.files: list[str] = []
-        self._queue: queue.Queue[pd.DataFrame | None] = queue.Queue(maxsize=config.max_queue)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.max_queue)
         self._rng = np.random.default_rng()
         self._key = (os.environ.get(PII_KEY_ENV) or "gravityml").encode()
         self._local, self._remote = _split_target(config.target)
@@ -96,29 +96,30 @@ class PredictionLogger:
     # ---- the caller's side: never blocks --------------------------------------------------------
 
     def log(self, inputs: pd.DataFrame, outputs: pd.DataFrame, *, model_version: str, latency_ms: float) -> None:
-        """Queue these rows (a sample of them) for writing; drop and count them when the queue is full."""
+        """Queue these rows for writing; drop and count them when the queue is full.
+
+        Only references go on the queue (the frames are not copied here): sampling, building the
+        log rows and writing them all happen on the writer thread, off the request path.
+        """
         try:
-            n = len(inputs)
-            if n == 0:
-                return
-            if self.config.sample_rate < 1.0:
-                keep = self._rng.random(n) < self.config.sample_rate
-                if not keep.any():
-                    return
-                inputs, outputs = inputs[keep], outputs[keep]
-            frame = inputs.reset_index(drop=True).copy()
-            for name in OUTPUT_COLUMNS:
-                if name in outputs.columns:
-                    frame[f"{LOG_PREFIX}{name}"] = outputs[name].to_numpy()
-            frame[f"{LOG_PREFIX}model_version"] = model_version
-            frame[f"{LOG_PREFIX}latency_ms"] = float(latency_ms)
-            frame[f"{LOG_PREFIX}time"] = pd.Timestamp.now(tz="UTC")
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait((inputs, outputs, model_version, float(latency_ms), pd.Timestamp.now(tz="UTC")))
         except queue.Full:
             self.dropped_rows += len(inputs)
-        except Exception:  # noqa: BLE001 - a log must never fail a request; say so in the server's log
-            log.exception("prediction log: a batch could not be queued")
-            self.dropped_rows += len(inputs)
+
+    def _rows(self, item: tuple[pd.DataFrame, pd.DataFrame, str, float, pd.Timestamp]) -> pd.DataFrame:
+        inputs, outputs, model_version, latency_ms, stamp = item
+        n = len(inputs)
+        if n and self.config.sample_rate < 1.0:
+            keep = self._rng.random(n) < self.config.sample_rate
+            inputs, outputs = inputs[keep], outputs[keep]
+        frame = inputs.reset_index(drop=True).copy()
+        for name in OUTPUT_COLUMNS:
+            if name in outputs.columns:
+                frame[f"{LOG_PREFIX}{name}"] = outputs[name].to_numpy()
+        frame[f"{LOG_PREFIX}model_version"] = model_version
+        frame[f"{LOG_PREFIX}latency_ms"] = latency_ms
+        frame[f"{LOG_PREFIX}time"] = stamp
+        return frame
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, close the open file, stop the writer."""
@@ -190,15 +191,16 @@ class PredictionLogger:
             try:
                 item = self._queue.get(timeout=min(1.0, self.config.flush_seconds))
             except queue.Empty:
-                item = pd.DataFrame()
+                item = ()
             try:
                 if item is None:
                     flush()
                     roll()
                     return
-                if len(item):
-                    buffer.append(item)
-                    buffered += len(item)
+                rows = self._rows(item) if item else None
+                if rows is not None and len(rows):
+                    buffer.append(rows)
+                    buffered += len(rows)
                 if buffered >= self.config.flush_rows or time.monotonic() - last_flush >= self.config.flush_seconds:
                     flush()
                 if writer is not None and time.monotonic() - opened >= self.config.roll_seconds:
