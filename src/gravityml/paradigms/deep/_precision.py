@@ -219,7 +219,8 @@ def compare_training(
         else:
             report.skipped[name] = (
                 f"probe: {speed[name] / speed[reference]:.2f}x {reference}'s speed, so about {estimate:.0f} s to train, "
-                f"past the {left:.0f} s left of the advice budget ({budget:g}x one {reference} training)"
+                + (f"past the {left:.0f} s left of" if left > 0 else "and nothing is left of")
+                + f" the advice budget ({budget:g}x one {reference} training)"
             )
     report.rows = [trained[n] for n in PRECISIONS if n in trained]
     _finish(report)
