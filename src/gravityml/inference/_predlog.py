@@ -106,19 +106,20 @@ class PredictionLogger:
         except queue.Full:
             self.dropped_rows += len(inputs)
 
-    def _rows(self, item: tuple[pd.DataFrame, pd.DataFrame, str, float, pd.Timestamp]) -> pd.DataFrame:
-        inputs, outputs, model_version, latency_ms, stamp = item
-        n = len(inputs)
-        if n and self.config.sample_rate < 1.0:
-            keep = self._rng.random(n) < self.config.sample_rate
-            inputs, outputs = inputs[keep], outputs[keep]
-        frame = inputs.reset_index(drop=True).copy()
+    def _rows(self, items: list[tuple[pd.DataFrame, pd.DataFrame, str, float, pd.Timestamp]]) -> pd.DataFrame:
+        """One frame of log rows for many queued requests (built once per flush, not per request)."""
+        inputs = pd.concat([i[0] for i in items], ignore_index=True)
+        outputs = pd.concat([i[1] for i in items], ignore_index=True)
+        sizes = [len(i[0]) for i in items]
+        frame = inputs
         for name in OUTPUT_COLUMNS:
             if name in outputs.columns:
                 frame[f"{LOG_PREFIX}{name}"] = outputs[name].to_numpy()
-        frame[f"{LOG_PREFIX}model_version"] = model_version
-        frame[f"{LOG_PREFIX}latency_ms"] = latency_ms
-        frame[f"{LOG_PREFIX}time"] = stamp
+        frame[f"{LOG_PREFIX}model_version"] = np.repeat([i[2] for i in items], sizes)
+        frame[f"{LOG_PREFIX}latency_ms"] = np.repeat([i[3] for i in items], sizes)
+        frame[f"{LOG_PREFIX}time"] = pd.DatetimeIndex(np.repeat([i[4] for i in items], sizes))
+        if self.config.sample_rate < 1.0:
+            frame = frame[self._rng.random(len(frame)) < self.config.sample_rate].reset_index(drop=True)
         return frame
 
     def close(self, timeout: float = 30.0) -> None:
@@ -149,7 +150,7 @@ class PredictionLogger:
         writer: Any = None
         path: Path | None = None
         opened = 0.0
-        buffer: list[pd.DataFrame] = []
+        buffer: list[Any] = []
         buffered = 0
         last_flush = time.monotonic()
         schema: Any = None
@@ -169,7 +170,7 @@ class PredictionLogger:
             last_flush = time.monotonic()
             if not buffer:
                 return
-            frame = self._protect(pd.concat(buffer, ignore_index=True))
+            frame = self._protect(self._rows(buffer))
             rows = len(frame)
             buffer, buffered = [], 0
             table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -197,10 +198,9 @@ class PredictionLogger:
                     flush()
                     roll()
                     return
-                rows = self._rows(item) if item else None
-                if rows is not None and len(rows):
-                    buffer.append(rows)
-                    buffered += len(rows)
+                if item:
+                    buffer.append(item)
+                    buffered += len(item[0])
                 if buffered >= self.config.flush_rows or time.monotonic() - last_flush >= self.config.flush_seconds:
                     flush()
                 if writer is not None and time.monotonic() - opened >= self.config.roll_seconds:
