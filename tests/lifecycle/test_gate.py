@@ -10,10 +10,17 @@ import pandas as pd
 import pytest
 from tests.lifecycle.conftest import spec, workspace_env
 
-pytestmark = pytest.mark.xdist_group("lifecycle")
+pytestmark = pytest.mark.xdist_group("lifecycle-gate")  # its tests share one workspace, in order
 
 
-def test_retrain_then_gate_promotes_a_better_challenger(world: Path, cli) -> None:
+def test_retrain_gate_and_rollback(world: Path, tmp_path: Path, cli) -> None:
+    """One workspace, in order (xdist may put separate tests of a module on different workers)."""
+    _better(world, cli)
+    _worse(world, tmp_path, cli)
+    _rollback(world, cli)
+
+
+def _better(world: Path, cli) -> None:
     from gravityml.tracking import Workspace, resolve
     from gravityml.tracking._recorded import recorded_spec
 
@@ -49,7 +56,7 @@ def test_retrain_then_gate_promotes_a_better_challenger(world: Path, cli) -> Non
     assert old.tags["lifecycle.gate.challenged_by.2"] == "promoted"
 
 
-def test_the_gate_refuses_a_worse_challenger(world: Path, tmp_path: Path, cli) -> None:
+def _worse(world: Path, tmp_path: Path, cli) -> None:
     from gravityml.tracking import Workspace, resolve
 
     noisy = pd.read_csv(world / "new.csv")
@@ -75,7 +82,7 @@ def test_the_gate_refuses_a_worse_challenger(world: Path, tmp_path: Path, cli) -
         assert same.metric("accuracy").difference == 0 and not decide(same, "accuracy", 0.0)[0]
 
 
-def test_rollback_restores_the_previous_version(world: Path, cli) -> None:
+def _rollback(world: Path, cli) -> None:
     from gravityml.tracking import Workspace, resolve
     from gravityml.tracking._registry import alias_history
 

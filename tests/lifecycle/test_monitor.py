@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tests.lifecycle.conftest import loans, workspace_env
 
-pytestmark = pytest.mark.xdist_group("lifecycle")
+pytestmark = pytest.mark.xdist_group("lifecycle-monitor")  # its tests share one workspace, in order
 
 
 def _champion(world: Path) -> tuple[Any, Any, Path]:  # (model, profile, folder)

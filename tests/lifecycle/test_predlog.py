@@ -10,7 +10,7 @@ import pytest
 import yaml
 from tests.lifecycle.conftest import loans, workspace_env
 
-pytestmark = pytest.mark.xdist_group("lifecycle")
+pytestmark = pytest.mark.xdist_group("lifecycle-predlog")  # its tests share one workspace, in order
 
 
 def _outputs(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 from tests.inference.conftest import Server
 from tests.lifecycle.conftest import loans
 
-pytestmark = pytest.mark.xdist_group("lifecycle")
+pytestmark = pytest.mark.xdist_group("lifecycle-serve_log")  # its tests share one workspace, in order
 
 
 def _body(frame: pd.DataFrame) -> dict[str, object]:
