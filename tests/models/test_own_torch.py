@@ -152,6 +152,7 @@ def test_registered_own_module_loads_through_gravityml_and_mlflow_without_its_pa
         rows = pd.read_csv("rows.csv")
         a = gravityml.load("tumor-resnet/1").predict_proba(rows).to_numpy().tolist()
         mlflow.set_tracking_uri({workspace.tracking_uri!r})
+        mlflow.set_registry_uri({workspace.tracking_uri!r})
         b = mlflow.pyfunc.load_model("models:/tumor-resnet/1").predict(rows)["confidence"].tolist()
         print(json.dumps([a, b]))
         """,

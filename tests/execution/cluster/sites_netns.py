@@ -32,8 +32,10 @@ MLFLOW_PORT, S3_A, S3_B = 5000, 5001, 5002
 TOKEN = secrets.token_hex(16)
 HEADS = {
     # name: (GCS port, client server port, dashboard port, agent port, worker port range)
-    "a": (6379, 23001, 8265, 52365, (21000, 21499)),
-    "b": (6390, 23002, 8266, 52366, (22000, 22499)),
+    # Client server ports stay outside 23000-24000, where each head's Ray Client proxy starts the
+    # per-connection servers (ray/util/client/server/proxier.py: MIN/MAX_SPECIFIC_SERVER_PORT).
+    "a": (6379, 24501, 8265, 52365, (21000, 21499)),
+    "b": (6390, 24502, 8266, 52366, (22000, 22499)),
 }
 USER_CODE = '''
 import time
