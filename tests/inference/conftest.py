@@ -54,6 +54,21 @@ def write_job(path: Path, **fields: object) -> Path:
     return path
 
 
+def onnxruntime_only(folder: Path) -> Path:
+    """``folder`` holding links to numpy and onnxruntime only: a sys.path entry without gravityml."""
+    import numpy
+    import onnxruntime
+
+    folder.mkdir()
+    for module in (numpy, onnxruntime):
+        package = Path(module.__file__).parent
+        (folder / package.name).symlink_to(package)
+        libs = package.with_name(package.name + ".libs")
+        if libs.exists():
+            (folder / libs.name).symlink_to(libs)
+    return folder
+
+
 @contextlib.contextmanager
 def workspace_env(home: Path) -> Iterator[None]:
     before = {k: os.environ.get(k) for k in ("GRAVITYML_HOME", "MLFLOW_TRACKING_URI")}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.inference.conftest import mixed_frame, workspace_env
+from tests.inference.conftest import mixed_frame, onnxruntime_only, workspace_env
 
 from gravityml.errors import ExportError
 
@@ -52,21 +52,12 @@ def test_int8_export_and_parity_failure_leaves_nothing(trained: Path, tmp_path: 
 
 def test_exported_model_runs_with_plain_onnxruntime_and_no_gravityml(trained: Path, tmp_path: Path) -> None:
     """A subprocess with -I -S (no site-packages, no PYTHONPATH) that sees only numpy and onnxruntime."""
-    import numpy
-    import onnxruntime
 
     from gravityml.inference import export_model
 
     with workspace_env(trained):
         report = export_model("iris", tmp_path / "iris")
-    only = tmp_path / "only-onnxruntime"
-    only.mkdir()
-    for module in (numpy, onnxruntime):
-        package = Path(module.__file__).parent
-        (only / package.name).symlink_to(package)
-        libs = package.with_name(package.name + ".libs")
-        if libs.exists():
-            (only / libs.name).symlink_to(libs)
+    only = onnxruntime_only(tmp_path / "only-onnxruntime")
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(only)!r})

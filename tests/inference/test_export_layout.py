@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from tests.inference.conftest import onnxruntime_only
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -90,17 +91,7 @@ def test_every_export_has_the_one_documented_layout(exports) -> None:
 
 def test_the_docs_onnxruntime_only_function_runs_every_export(exports, tmp_path: Path) -> None:
     """One process that cannot import gravityml, pandas or scikit-learn runs the docs' function."""
-    import numpy
-    import onnxruntime
-
-    only = tmp_path / "only-onnxruntime"
-    only.mkdir()
-    for module in (numpy, onnxruntime):
-        package = Path(module.__file__).parent
-        (only / package.name).symlink_to(package)
-        libs = package.with_name(package.name + ".libs")
-        if libs.exists():
-            (only / libs.name).symlink_to(libs)
+    only = onnxruntime_only(tmp_path / "only-onnxruntime")
     jobs = {}
     for name, (directory, _, rows) in exports.items():
         records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tests.inference.conftest import workspace_env
 
 
 def loans(rows: int, seed: int, *, shifted: bool = False) -> pd.DataFrame:
@@ -40,21 +39,6 @@ def spec(path: Path, source: Path, **extra: object) -> Path:
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
-
-
-@contextlib.contextmanager
-def workspace_env(home: Path) -> Iterator[None]:
-    before = {k: os.environ.get(k) for k in ("GRAVITYML_HOME", "MLFLOW_TRACKING_URI")}
-    os.environ["GRAVITYML_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
