@@ -32,6 +32,7 @@ FLAVORS: dict[str, str] = {
     "sb3": "gravityml.models._policy:PolicyModel",
     "unsupervised": "gravityml.models._unsupervised:UnsupervisedModel",
     "autoencoder": "gravityml.models._unsupervised:AutoencoderModel",
+    "spark": "gravityml.models._spark:SparkModel",
 }
 
 

@@ -1,0 +1,83 @@
+"""Spark MLlib training and the spark flavor in local mode (``local[2]``, one session per module)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")  # the `spark` extra; `make test` installs it (dev)
+
+from gravityml.models import load_model  # noqa: E402
+from gravityml.models._spark import local_session  # noqa: E402
+from gravityml.paradigms.spark import stratified_split, train_spark  # noqa: E402
+
+pytestmark = [pytest.mark.xdist_group("spark_local"), pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    import os
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    session = local_session("local[2]", "gravityml-tests")
+    yield session
+    session.stop()
+
+
+def _rows(n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    label = np.where(x1 + 0.5 * x2 + (colour == "red") > 0.3, "yes", "no")
+    return pd.DataFrame({"x1": x1, "x2": x2, "colour": colour, "label": label})
+
+
+def test_gbt_trains_saves_loads_and_predicts_with_confidence(spark, tmp_path):
+    frame = spark.createDataFrame(_rows())
+    model, metrics = train_spark(frame, model_type="spark_gbt", target="label", params={"maxIter": 5}, seed=3)
+    assert metrics["test/accuracy"] > 0.8, metrics
+    assert 0.0 <= metrics["test/roc_auc"] <= 1.0
+    assert metrics["data/train_rows"] + metrics["data/test_rows"] == 400
+    folder = model.save(tmp_path / "m")
+    loaded = load_model(folder)
+    out = loaded.predict(_rows(20).drop(columns="label"))
+    assert list(out.columns) == ["prediction", "confidence"]
+    assert set(out["prediction"]) <= {"no", "yes"}
+    assert ((out["confidence"] >= 0.5) & (out["confidence"] <= 1.0)).all()
+    proba = loaded.predict_proba(_rows(5).drop(columns="label"))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+
+
+def test_split_is_stratified_and_seeded(spark):
+    frame = spark.createDataFrame(_rows())
+    train, test = stratified_split(frame, "label", 0.25, seed=7)
+    counts = _rows()["label"].value_counts()
+    got = test.groupBy("label").count().toPandas().set_index("label")["count"]
+    for cls, n in counts.items():
+        assert abs(got[cls] - 0.25 * n) <= 1, (cls, got[cls], n)
+    again = stratified_split(frame, "label", 0.25, seed=7)[1]
+    assert sorted(map(tuple, test.toPandas().values.tolist())) == sorted(map(tuple, again.toPandas().values.tolist()))
+    assert train.count() + test.count() == 400
+
+
+def test_regression_and_clustering(spark):
+    rows = _rows()
+    rows["y"] = rows["x1"] * 2.0 + 1.0
+    frame = spark.createDataFrame(rows.drop(columns="label"))
+    _, metrics = train_spark(frame, model_type="spark_linear_regression", target="y", problem="regression")
+    assert metrics["test/r2"] > 0.95, metrics
+    km, kmetrics = train_spark(spark.createDataFrame(rows[["x1", "x2"]]), model_type="spark_kmeans",
+                               problem="clustering", params={"k": 3})
+    assert -1.0 <= kmetrics["test/silhouette"] <= 1.0
+    assert km.kind == "clusterer"
+
+
+def test_pyspark_is_not_imported_by_gravityml_itself():
+    import subprocess
+
+    code = "import gravityml.models, gravityml.paradigms.spark, sys; print('pyspark' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
