@@ -73,6 +73,23 @@ def _probe(address: str, timeout_s: float) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+#: Pause between two tries of a Ray Client session the head's proxier failed to start (ray:// addresses).
+CLIENT_RETRY_PAUSE_S = 1.0
+
+
+def _client_session_failed(exc: BaseException) -> bool:
+    """Ray Client's "Initialization failure from server": the head's proxier did not get a per-client
+    server up in time (``RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S``, 30 s by default, passes on a loaded
+    head) or that server died starting; a new session may well start, so it is tried again."""
+    return isinstance(exc, ConnectionError) and "Initialization failure from server" in str(exc)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last non-empty line of an error (a server's traceback ends with what went wrong)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def connect(address: str, *, site: str, timeout_s: float, token_env: str | None = None) -> Any:
     """A ``JobSubmissionClient`` for the cluster at ``address``, or one line that says why not.
 
@@ -101,17 +118,35 @@ def connect(address: str, *, site: str, timeout_s: float, token_env: str | None 
     if why is not None:
         raise ExecutorError(f"site {site!r}: cannot reach its Ray cluster at {address!r}: {why}", got=address, fix=fix)
     box: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout_s
 
     def build() -> None:
-        try:
-            with _no_address_override():
-                box["client"] = JobSubmissionClient(address, headers=headers or None)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported as one line below
-            box["error"] = exc
+        while True:
+            try:
+                with _no_address_override():
+                    box["client"] = JobSubmissionClient(address, headers=headers or None)
+                return
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported as one line below
+                if _client_session_failed(exc) and time.monotonic() + CLIENT_RETRY_PAUSE_S < deadline:
+                    box["tries"] = box.get("tries", 1) + 1  # Ray Client's proxier may start the next one in time
+                    box["last"] = exc
+                    time.sleep(CLIENT_RETRY_PAUSE_S)
+                    continue
+                box["error"] = exc
+                return
 
     thread = threading.Thread(target=build, name=f"connect-{site}", daemon=True)
     thread.start()
     thread.join(timeout_s)
+    session_fix = (f"raise sites.{site}.connect_timeout_s, start the head with RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S "
+                   f"set higher (Ray's default is 30 s; see ray_client_server_*.err on the head), or name the job "
+                   f"server itself (sites.{site}.executor: http://HOST:8265)")
+    if thread.is_alive() and "last" in box:
+        raise ExecutorError(
+            f"site {site!r}: the Ray Client server at {address!r} did not start a session for this client within "
+            f"{timeout_s:g} s ({box['tries'] - 1} tries failed; its proxier said: {_last_line(box['last'])[:200]})",
+            got=address, fix=session_fix,
+        )
     if thread.is_alive():
         raise ExecutorError(
             f"site {site!r}: the Ray cluster at {address!r} accepted a connection but did not answer within "
@@ -120,6 +155,11 @@ def connect(address: str, *, site: str, timeout_s: float, token_env: str | None 
     if "error" in box:
         exc = box["error"]
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        if _client_session_failed(exc):
+            raise ExecutorError(
+                f"site {site!r}: the Ray Client server at {address!r} did not start a session for this client "
+                f"({box.get('tries', 1)} tries; its proxier said: {_last_line(exc)[:200]})", got=address, fix=session_fix,
+            )
         refused = "401" in first or "403" in first or "auth" in first.lower() or "token" in first.lower()
         raise ExecutorError(
             f"site {site!r}: the Ray cluster at {address!r} refused the connection: {first.strip()[:300]}",

@@ -29,6 +29,7 @@ if os.environ.get("GRAVITYML_NETNS") != "1":  # pragma: no cover - collected onl
 
 BIN = Path(sys.executable).parent
 MLFLOW_PORT, S3_A, S3_B = 5000, 5001, 5002
+CLIENT_SERVER_START_S = 150  # what a head's Ray Client proxier waits for a per-client server
 TOKEN = secrets.token_hex(16)
 HEADS = {
     # name: (GCS port, client server port, dashboard port, agent port, worker port range)
@@ -159,7 +160,10 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
                              "--serve-artifacts", "--artifacts-destination", str(root / "registry-artifacts")],
                             root / "mlflow.log"))
         for name, (gcs, client, dash, agent, (low, high)) in HEADS.items():
-            env = {**creds, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+            env = {**creds, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
+                   # The Ray Client proxier gives a new per-client server 30 s to come up; a loaded 2-core
+                   # machine needs longer (CI failed a ray:// connect with "Initialization failure").
+                   "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": str(CLIENT_SERVER_START_S)}
             if name == "b":
                 env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
             procs.append(_start([
@@ -309,7 +313,7 @@ def test_the_same_registry_takes_a_job_homed_at_a_from_as_cluster(env: Sites) ->
     # A Ray Client address (ray://, the client extra) reaches the same job server.
     from gravityml.execution._ray import connect
 
-    via_client = connect(f"ray://127.0.0.1:{HEADS['a'][1]}", site="site-a", timeout_s=60)
+    via_client = connect(f"ray://127.0.0.1:{HEADS['a'][1]}", site="site-a", timeout_s=2 * CLIENT_SERVER_START_S)
     assert via_client.get_job_status(ran["ray_job_id"]) == "SUCCEEDED"
 
 
