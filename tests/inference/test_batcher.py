@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -107,3 +108,48 @@ def test_a_caller_that_gives_up_is_skipped_and_close_drains_the_rest() -> None:
 
     run(main())
     assert calls == [1, 1]  # the abandoned request never reached the model
+
+
+def test_past_max_queue_submit_refuses_at_once_and_the_queued_ones_still_run() -> None:
+    from gravityml.inference._batcher import QueueFull
+
+    calls: list[int] = []
+
+    async def main() -> tuple[list, list]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(doubling(calls, set(), 0.2), executor=pool, max_batch_size=1, max_queue=3)
+            tasks = [asyncio.ensure_future(batcher.submit(pd.DataFrame({"x": [i]}))) for i in range(3)]
+            await asyncio.sleep(0)  # the three are in
+            refused = []
+            for i in range(5):
+                with pytest.raises(QueueFull):
+                    await batcher.submit(pd.DataFrame({"x": [i]}))
+                refused.append(i)
+            answers = await asyncio.gather(*tasks)
+            await batcher.close()
+            return answers, refused
+
+    answers, refused = run(main())
+    assert [int(a[0]["prediction"][0]) for a in answers] == [0, 2, 4]
+    assert refused == [0, 1, 2, 3, 4] and calls == [1, 1, 1]  # refused ones never reached the model
+
+
+def test_a_request_whose_deadline_passed_while_queued_is_not_run() -> None:
+    from gravityml.inference._batcher import DeadlineExceeded
+
+    calls: list[int] = []
+
+    async def main() -> tuple[Any, Any]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(doubling(calls, set(), 0.3), executor=pool, max_batch_size=1)
+            slow = asyncio.ensure_future(batcher.submit(pd.DataFrame({"x": [1]})))
+            await asyncio.sleep(0.05)  # the first batch is running (0.3 s)
+            late = asyncio.ensure_future(batcher.submit(pd.DataFrame({"x": [7]}), timeout_s=0.01))
+            results = await asyncio.gather(slow, late, return_exceptions=True)
+            await batcher.close()
+            return results[0], results[1]
+
+    first, second = run(main())
+    assert int(first[0]["prediction"][0]) == 2
+    assert isinstance(second, DeadlineExceeded)
+    assert calls == [1]  # the expired request's row never reached the model

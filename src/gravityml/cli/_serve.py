@@ -25,7 +25,10 @@ def serve(
     max_batch_size: int = typer.Option(64, "--max-batch-size", min=1, help="Most rows one model call gathers."),
     max_delay_ms: float = typer.Option(0.0, "--max-delay-ms", min=0.0, help="Longest wait for more requests "
                                        "before a model call (0: take what is queued; batches form under load)."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds a request may take before a 503."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.001, help="Seconds a request may take (its deadline; "
+                                  "X-Timeout-Ms or gRPC's deadline may shorten it): past it 504, not run if queued."),
+    max_queue: int = typer.Option(0, "--max-queue", min=0, help="Most requests queued or running per model "
+                                  "(0: unbounded); past it 503 with Retry-After (gRPC RESOURCE_EXHAUSTED)."),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", min=0.001, help="Largest request body (413 above)."),
     token: str = typer.Option(None, "--token", envvar=TOKEN_ENV, show_envvar=True,
                               help="Require 'Authorization: Bearer TOKEN' (health probes stay open)."),
@@ -78,6 +81,7 @@ def serve(
         max_batch_size=max_batch_size,
         max_delay_ms=max_delay_ms,
         timeout_s=timeout,
+        max_queue=max_queue,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         token=token or os.environ.get(TOKEN_ENV) or None,
         model_threads=threads,

@@ -26,12 +26,26 @@ from gravityml.errors import GravityMLError
 BatchFn = Callable[[pd.DataFrame, bool], tuple[pd.DataFrame, pd.DataFrame | None]]
 
 
+class QueueFull(Exception):
+    """The model already holds ``max_queue`` requests: answered 503 with Retry-After (gRPC RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the model's queue is full ({limit} requests waiting or running)")
+        self.limit = limit
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before its batch ran: it was not run (504)."""
+
+
 @dataclass
 class _Item:
     frame: pd.DataFrame
     probabilities: bool
     future: asyncio.Future[tuple[pd.DataFrame, pd.DataFrame | None]] = field(repr=False)
     enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+    #: The event loop's time past which the request is not run (None: no deadline).
+    deadline: float | None = None
 
 
 @dataclass
@@ -60,12 +74,16 @@ class Batcher:
         max_batch_size: int = 64,
         max_delay_ms: float = 2.0,
         on_batch: Callable[[int, int], None] | None = None,
+        max_queue: int = 0,
     ) -> None:
         self.fn = fn
         self.executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_ms) / 1000
         self.on_batch = on_batch
+        #: Most requests queued or running at once (0: unbounded); past it submit raises QueueFull.
+        self.max_queue = max(0, max_queue)
+        self.expired = 0
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0
@@ -81,13 +99,23 @@ class Batcher:
         """Requests queued or running."""
         return self._inflight
 
-    async def submit(self, frame: pd.DataFrame, *, probabilities: bool = False) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-        """Predict ``frame`` as part of a batch; raises what predicting it alone would raise."""
+    async def submit(
+        self, frame: pd.DataFrame, *, probabilities: bool = False, timeout_s: float | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """Predict ``frame`` as part of a batch; raises what predicting it alone would raise.
+
+        Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
+        DeadlineExceeded when ``timeout_s`` passed before the request's batch ran (it is then not run).
+        """
+        if self.max_queue and self._inflight >= self.max_queue:
+            raise QueueFull(self.max_queue)
         self.start()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + timeout_s if timeout_s is not None else None
         self._inflight += 1
         try:
-            await self._queue.put(_Item(frame, probabilities, future))
+            await self._queue.put(_Item(frame, probabilities, future, deadline=deadline))
             # A caller that gives up (timeout) cancels its future: a batch not yet run skips it, a
             # running one leaves it alone (see _settle).
             return await future
@@ -142,7 +170,16 @@ class Batcher:
                 first = got
             batch, stopping_now = await self._gather(first)
             stopping = stopping or stopping_now
-            live = [item for item in batch if not item.future.done()]
+            now = loop.time()
+            live = []
+            for item in batch:
+                if item.future.done():
+                    continue
+                if item.deadline is not None and now >= item.deadline:  # expired while queued: not run
+                    self.expired += 1
+                    item.future.set_exception(DeadlineExceeded())
+                    continue
+                live.append(item)
             if live:
                 await loop.run_in_executor(self.executor, self._predict, live)
         # The close marker may have arrived while the carry was pending: nothing else is queued.

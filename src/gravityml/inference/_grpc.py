@@ -22,6 +22,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from gravityml.errors import GravityMLError, ModelNotFoundError
+from gravityml.inference._batcher import DeadlineExceeded, QueueFull
 from gravityml.inference._repository import Repository, Served
 from gravityml.inference._tensors import (
     FLOAT_MAX,
@@ -127,10 +128,17 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         start = time.perf_counter_ns()
         name = served.loaded.name
         try:
-            response = await self._infer(served, request)
+            response = await self._infer(served, request, context)
         except GravityMLError as exc:
             self._count(served, name, "grpc_INVALID_ARGUMENT", start)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        except QueueFull as exc:
+            self._count(served, name, "grpc_RESOURCE_EXHAUSTED", start)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry later or raise --max-queue")
+        except DeadlineExceeded:
+            self._count(served, name, "grpc_DEADLINE_EXCEEDED", start)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                "the request's deadline passed before its rows were predicted (not run)")
         except asyncio.TimeoutError:
             self._count(served, name, "grpc_UNAVAILABLE", start)
             await context.abort(grpc.StatusCode.UNAVAILABLE,
@@ -145,7 +153,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         self.metrics.inferences.labels(name, code).inc()
         self.metrics.latency.labels("grpc ModelInfer").observe(seconds / 1e9)
 
-    async def _infer(self, served: Served, request: Any) -> Any:
+    async def _infer(self, served: Served, request: Any, context: Any) -> Any:
         raw = list(request.raw_input_contents)
         inputs = []
         for i, tensor in enumerate(request.inputs):
@@ -168,9 +176,14 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         decoded = decode_request(body, served.model.schema, max_rows=self.config.max_rows, float_max=limit)
         if decoded.outputs is not None:
             select_outputs(served.outputs, decoded.outputs)
+        timeout = self.config.timeout_s
+        remaining = context.time_remaining()  # the client's grpc-timeout, if it sent one
+        if remaining is not None:
+            timeout = max(0.0, min(timeout, remaining))
         predicted, proba = await asyncio.wait_for(
-            served.batcher.submit(decoded.frame(), probabilities=decoded.probabilities and served.model.kind == "classifier"),
-            self.config.timeout_s)
+            served.batcher.submit(decoded.frame(), probabilities=decoded.probabilities and served.model.kind == "classifier",
+                                  timeout_s=timeout),
+            timeout)
         check_finite(predicted, proba)
         tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
         response = pb.ModelInferResponse(model_name=served.loaded.name, model_version=served.loaded.version,

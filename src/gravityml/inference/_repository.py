@@ -221,8 +221,10 @@ class Repository:
         max_delay_ms: float,
         loader: Callable[[str], Loaded],
         on_batch: Callable[[str, int, int], None] | None = None,
+        max_queue: int = 0,
     ) -> None:
         self.executor = executor
+        self.max_queue = max_queue
         self.max_batch_size = max_batch_size
         self.max_delay_ms = max_delay_ms
         self.loader = loader
@@ -251,6 +253,7 @@ class Repository:
                 max_batch_size=self.max_batch_size,
                 max_delay_ms=self.max_delay_ms,
                 on_batch=report,
+                max_queue=self.max_queue,
             ),
             outputs=output_metadata(loaded.model),
         )

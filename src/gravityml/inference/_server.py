@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
+from gravityml.inference._batcher import DeadlineExceeded, QueueFull
 from gravityml.inference._observability import DISCONNECTED, Gate, Lifecycle, Metrics
 from gravityml.inference._repository import Loaded, Repository, Served
 from gravityml.inference._tensors import (
@@ -49,6 +50,9 @@ log = logging.getLogger("gravityml.serve")
 BINARY_HEADER = "inference-header-content-length"
 #: Bodies up to this size are decoded on the event loop (a thread hop costs more than decoding them).
 INLINE_DECODE_BYTES = 64 * 1024
+#: A request's own deadline in milliseconds (at most the server's --timeout): past it, a request
+#: still queued is not run and gets 504.
+TIMEOUT_HEADER = "x-timeout-ms"
 #: What the load endpoint takes over HTTP besides the refs named at start: registry references.
 REGISTRY_REF = re.compile(r"(?:models:/)?[A-Za-z][A-Za-z0-9_.-]{0,127}(?:/[0-9]{1,9}|@[A-Za-z0-9_-]{1,64})?")
 #: Flavors that compute in float32 (larger inputs overflow to infinity inside the model).
@@ -133,12 +137,15 @@ class ServeConfig:
     grpc_host: str = "127.0.0.1"
     #: A PredictionLogger (``serve --log-predictions``): rows are queued, never waited for.
     prediction_log: Any = None
+    #: Most requests queued or running per model version (0: unbounded); past it 503 with Retry-After.
+    max_queue: int = 0
 
 
 class _ClientError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -252,6 +259,7 @@ def create_app(
         max_delay_ms=config.max_delay_ms,
         loader=_checked_loader(loader or _no_loader, registry_loader or loader or _no_loader, startup_refs),
         on_batch=metrics.on_batch,
+        max_queue=config.max_queue,
     )
     for loaded in models:
         repo.add(loaded)
@@ -335,7 +343,7 @@ def create_app(
             return await handler()
         except _ClientError as exc:
             request.state.error = exc.message
-            return _error(exc.status, exc.message)
+            return _error(exc.status, exc.message, headers=exc.headers)
         except ModelNotFoundError as exc:
             request.state.error = exc.message
             return _error(404, exc.message)
@@ -355,6 +363,31 @@ def create_app(
         if served is not None and response.status_code != DISCONNECTED:
             served.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
         return response
+
+    async def _submit(request: Request, served: Served, frame: Any, probabilities: bool = False) -> Any:
+        """The batcher's answer within the request's deadline (``X-Timeout-Ms``, at most ``--timeout``);
+        a full queue is a 503 with Retry-After, a deadline passed while queued a 504 (the rows were not run)."""
+        timeout = config.timeout_s
+        header = request.headers.get(TIMEOUT_HEADER)
+        if header is not None:
+            ms = _digits(header)
+            if ms is None or ms == 0:
+                raise _ClientError(400, f"{TIMEOUT_HEADER} must be a positive whole number of milliseconds; "
+                                        f"got {header[:40]!r}")
+            timeout = min(timeout, ms / 1000)
+        try:
+            return await asyncio.wait_for(served.batcher.submit(frame, probabilities=probabilities, timeout_s=timeout),
+                                          timeout)
+        except QueueFull as exc:
+            raise _ClientError(503, f"{exc}; retry after 1 s or raise --max-queue",
+                               headers={"Retry-After": "1"}) from None
+        except asyncio.TimeoutError:  # still queued: cancelled, so never run; running: its answer is dropped
+            raise _ClientError(503, f"inference did not finish within {timeout:g} s; retry later or send fewer rows "
+                                    "(a request still queued was not run)") from None
+        except DeadlineExceeded:
+            raise _ClientError(504, f"the request's deadline of {timeout * 1000:g} ms passed before its rows were "
+                                    "predicted (not run if still queued); retry later, send fewer rows or allow "
+                                    "more time") from None
 
     def per_version(method: str, suffix: str, **kwargs: Any) -> Callable[[Any], Any]:
         """Register a handler at /v2/models/{name}SUFFIX and /v2/models/{name}/versions/{version}SUFFIX."""
@@ -421,13 +454,7 @@ def create_app(
                 raise InferenceError(f"a {served.model.kind} has no class probabilities",
                                      allowed="probabilities from classifiers only", got=PROBABILITIES,
                                      fix="leave out the probabilities request")
-            try:
-                predicted, proba = await asyncio.wait_for(
-                    served.batcher.submit(decoded.frame(), probabilities=decoded.probabilities), config.timeout_s
-                )
-            except asyncio.TimeoutError:
-                raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
-                                        "or send fewer rows") from None
+            predicted, proba = await _submit(request, served, decoded.frame(), decoded.probabilities)
             check_finite(predicted, proba)
             if config.prediction_log is not None:
                 config.prediction_log.log(decoded.frame(), predicted, model_version=f"{name}/{served.loaded.version}",
@@ -506,11 +533,7 @@ def create_app(
             else:
                 frame = await asyncio.get_running_loop().run_in_executor(decoder, decode)
             request.state.rows = len(frame)
-            try:
-                predicted, _ = await asyncio.wait_for(served.batcher.submit(frame), config.timeout_s)
-            except asyncio.TimeoutError:
-                raise _ClientError(503, f"inference did not finish within {config.timeout_s:g} s; retry later "
-                                        "or send fewer rows") from None
+            predicted, _ = await _submit(request, served, frame)
             check_finite(predicted, None)
             records = [{str(k): _plain(v) for k, v in row.items()} for row in predicted.to_dict(orient="records")]
             return _json({"predictions": records})
