@@ -213,6 +213,22 @@ def _quantize_int8(source: Path, target: Path) -> None:
         root.setLevel(level)
 
 
+def parity_rows(model: GravityModel, ref: str | Path, data: str | Path | None, workspace: Workspace) -> pd.DataFrame:
+    """The rows an export is compared on: ``data``, else the job's held-out split (validated)."""
+    if data is not None:
+        rows = read_table(str(data), role="held-out rows").frame
+    elif "name" in model.meta:
+        rows = held_out_rows(model, str(ref), workspace)
+    else:
+        raise ExportError(
+            "a model folder carries no record of its held-out rows",
+            allowed="a registered model (NAME, NAME/VERSION), or --data FILE",
+            got=str(ref),
+            fix="give held-out rows with --data FILE",
+        )
+    return model.prepare(rows.head(MAX_HELD_OUT_ROWS))
+
+
 def export_model(
     ref: str | Path,
     output: str | Path,
@@ -237,18 +253,7 @@ def export_model(
         )
     ws = workspace or Workspace.current()
     model = load(ref, workspace=ws)
-    if data is not None:
-        rows = read_table(str(data), role="held-out rows").frame
-    elif "name" in model.meta:
-        rows = held_out_rows(model, str(ref), ws)
-    else:
-        raise ExportError(
-            "a model folder carries no record of its held-out rows",
-            allowed="a registered model (NAME, NAME/VERSION), or --data FILE",
-            got=str(ref),
-            fix="give held-out rows with --data FILE",
-        )
-    frame = model.prepare(rows.head(MAX_HELD_OUT_ROWS))
+    frame = parity_rows(model, ref, data, ws)
 
     staging = staging_dir(output)  # named for its writer: a killed export's folder is removed next time
     try:
