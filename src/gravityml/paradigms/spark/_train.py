@@ -115,7 +115,7 @@ def _metrics(scored: Any, problem: str, split: str, n_classes: int) -> dict[str,
             out["roc_auc"] = BinaryClassificationEvaluator(rawPredictionCol="probability", labelCol=LABEL).evaluate(scored)
     elif problem == "regression":
         for name in ("rmse", "mae", "r2"):
-            out[name] = RegressionEvaluator(metricName=name, labelCol=LABEL).evaluate(scored)
+            out[name] = RegressionEvaluator(metricName=name, labelCol=LABEL).evaluate(scored)  # type: ignore[arg-type]
     else:
         out["silhouette"] = ClusteringEvaluator(featuresCol=FEATURES).evaluate(scored)
     return {f"{split}/{k}": float(v) for k, v in out.items()}
