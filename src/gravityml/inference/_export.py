@@ -229,6 +229,17 @@ def parity_rows(model: GravityModel, ref: str | Path, data: str | Path | None, w
     return model.prepare(rows.head(MAX_HELD_OUT_ROWS))
 
 
+def check_target(output: Path) -> None:
+    """Refuse an ``-o`` folder that holds something other than an earlier export (it would be replaced)."""
+    if output.exists() and any(output.iterdir()) and not (output / METADATA).exists():
+        raise ExportError(
+            f"{str(output)!r} exists and is not an earlier export",
+            allowed="a new folder, an empty one, or an earlier export to replace",
+            got=sorted(p.name for p in output.iterdir())[:10],
+            fix="choose an empty or new folder with -o",
+        )
+
+
 def export_model(
     ref: str | Path,
     output: str | Path,
@@ -244,13 +255,7 @@ def export_model(
     if quantize not in (None, "int8"):
         raise ExportError("unknown quantization", allowed=["int8"], got=quantize, fix="use --quantize int8")
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not (output / METADATA).exists():
-        raise ExportError(
-            f"{str(output)!r} exists and is not an earlier export",
-            allowed="a new folder, an empty one, or an earlier export to replace",
-            got=sorted(p.name for p in output.iterdir())[:10],
-            fix="choose an empty or new folder with -o",
-        )
+    check_target(output)
     ws = workspace or Workspace.current()
     model = load(ref, workspace=ws)
     frame = parity_rows(model, ref, data, ws)

@@ -26,6 +26,7 @@ from gravityml.inference._export import (
     PARITY,
     ExportReport,
     _check,
+    check_target,
     export_model,
     parity_report,
     parity_rows,
@@ -55,16 +56,6 @@ def vendor_dir() -> Path:
     return dist
 
 
-def _check_target(output: Path) -> None:
-    if output.exists() and any(output.iterdir()) and not (output / METADATA).exists():
-        raise ExportError(
-            f"{str(output)!r} exists and is not an earlier export",
-            allowed="a new folder, an empty one, or an earlier export to replace",
-            got=sorted(p.name for p in output.iterdir())[:10],
-            fix="choose an empty or new folder with -o",
-        )
-
-
 def _onnx_in(stage: Path, ref: str | Path, **options: Any) -> ExportReport:
     """The ONNX export built inside ``stage`` (its own parity check passed)."""
     return export_model(ref, stage / "export", **options)
@@ -81,7 +72,7 @@ def export_web(
 ) -> ExportReport:
     """Export model ``ref`` to ``output`` as a static page that runs it with onnxruntime-web."""
     output = Path(output)
-    _check_target(output)
+    check_target(output)
     dist = vendor_dir()  # before minutes of export: a missing install is said at once
     stage = staging_dir(output)
     try:
@@ -148,7 +139,7 @@ def export_ort(
 ) -> ExportReport:
     """Export model ``ref`` to ``output`` as ``model.ort`` (+ the ONNX export), parity-checked."""
     output = Path(output)
-    _check_target(output)
+    check_target(output)
     ws = workspace or Workspace.current()
     stage = staging_dir(output)
     try:
