@@ -92,14 +92,43 @@ def test_reload_serves_the_new_version_without_dropping_requests(flower: Server,
     assert bad.status_code == 400 and "not 'flower'" in bad.json()["error"]
 
 
-def test_shutdown_finishes_the_request_in_flight(flower: Server) -> None:
-    result: list[httpx.Response] = []
-    client = threading.Thread(target=lambda: result.append(infer(flower, load_iris().data[:1])))
+def pending(server: Server, model: str) -> float:
+    """The server's own count of requests queued or running for ``model`` (its /metrics gauge)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("gravityml_inference_pending_requests{") and f'model="{model}"' in line)
+
+
+def test_metrics_count_the_requests_pending(flower: Server) -> None:
+    assert pending(flower, "flower") == 0
+    client = threading.Thread(target=lambda: infer(flower, load_iris().data[:1]))
     client.start()
-    time.sleep(0.15)  # the request now waits in the batcher (--max-delay-ms 400)
-    code = flower.stop()
+    seen = 0.0
+    deadline = time.monotonic() + 20
+    while client.is_alive() and time.monotonic() < deadline and not seen:
+        seen = pending(flower, "flower")
     client.join()
+    assert seen == 1  # held 400 ms by --max-delay-ms
+    assert pending(flower, "flower") == 0
+
+
+def test_shutdown_finishes_the_request_in_flight(trained: Path) -> None:
+    # Its own server, whose batcher holds a lone request 3 s: SIGTERM comes once the server counts it
+    # as pending, which no sleep in the client can promise on a loaded machine.
+    srv = Server(trained, "flower", "--max-delay-ms", "3000")
+    try:
+        result: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: result.append(infer(srv, load_iris().data[:1])))
+        client.start()
+        deadline = time.monotonic() + 20
+        while not pending(srv, "flower") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not result, "the request was answered before the server could be stopped"
+        code = srv.stop()
+        client.join()
+    finally:
+        srv.stop()
     assert result and result[0].status_code == 200
     # uvicorn re-raises SIGTERM after its clean shutdown, so the exit status is the signal's.
     assert code in (0, -15)
-    assert "Finished server process" in flower.output()
+    assert "Finished server process" in srv.output()

@@ -80,6 +80,10 @@ class Metrics:
             "gravityml_batch_rows", "Rows in one model call", ["model"], buckets=_BATCH_BUCKETS, registry=self.registry
         )
         self.models = Gauge("gravityml_models_loaded", "Model versions being served", registry=self.registry)
+        self.pending = Gauge(
+            "gravityml_inference_pending_requests", "Requests queued or running, by model and version "
+            "(Triton's nv_inference_pending_request_count)", ["model", "version"], registry=self.registry,
+        )
 
     def on_batch(self, model: str, requests: int, rows: int) -> None:
         self.batch_requests.labels(model).observe(requests)

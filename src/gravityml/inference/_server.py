@@ -570,6 +570,10 @@ def create_app(
 
     @app.get("/metrics", tags=["server"])
     async def prometheus() -> Response:
+        metrics.pending.clear()  # versions unloaded since the last scrape drop out
+        for name in repo.names:
+            for version in repo.versions(name):
+                metrics.pending.labels(name, version).set(repo.get(name, version).batcher.pending)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return Gate(app, metrics=metrics, token=config.token, admin_token=config.admin_token,
