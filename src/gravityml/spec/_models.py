@@ -175,6 +175,15 @@ class ComputeSpec(StrictModel):
     devices: int = Field(1, ge=1, le=1024)
     precision: Precision = "fp32"
     threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores).")
+    workers: int = Field(
+        1, ge=1, le=1024,
+        description="Ray Train workers (a job on a Ray site): each runs the training loop on its shard of the "
+        "rows with `devices` devices; 1: one process (or `devices` DDP processes) with no Ray.",
+    )
+    max_failures: int = Field(
+        0, ge=-1, le=1000,
+        description="Ray Train: worker failures survived by restarting from the last checkpoint (-1: no limit).",
+    )
 
 
 class EstimateSpec(StrictModel):
