@@ -29,6 +29,7 @@ ModelKind = Literal["classifier", "regressor", "clusterer", "anomaly_detector", 
 FLAVORS: dict[str, str] = {
     "sklearn": "gravityml.models._sklearn:SklearnModel",
     "torch": "gravityml.models._torch:TorchModel",
+    "keras": "gravityml.models._keras:KerasModel",  # the tensorflow extra
     "sb3": "gravityml.models._policy:PolicyModel",
     "unsupervised": "gravityml.models._unsupervised:UnsupervisedModel",
     "autoencoder": "gravityml.models._unsupervised:AutoencoderModel",

@@ -18,6 +18,7 @@ from gravityml.spec import MODEL_TYPES
 TRAINERS: dict[tuple[str, str], str] = {
     ("supervised", "sklearn"): "gravityml.paradigms.supervised:train",
     ("supervised", "torch"): "gravityml.paradigms.deep:train",
+    ("supervised", "tensorflow"): "gravityml.paradigms.deep._keras:train",  # keras, and mlp/cnn with framework: tensorflow
     ("reinforcement", "sb3"): "gravityml.paradigms.reinforcement:train",
     ("unsupervised", "sklearn"): "gravityml.paradigms.unsupervised:train",
     ("unsupervised", "torch"): "gravityml.paradigms.unsupervised:train_autoencoder",
@@ -26,8 +27,8 @@ TRAINERS: dict[tuple[str, str], str] = {
 }
 
 
-def trainer_for(task: str, model_type: str) -> Callable[[TrainContext], TrainResult]:
-    backend = MODEL_TYPES[model_type].backend
+def trainer_for(task: str, model_type: str, framework: str = "torch") -> Callable[[TrainContext], TrainResult]:
+    backend = "tensorflow" if framework == "tensorflow" else MODEL_TYPES[model_type].backend
     target = TRAINERS.get((task, backend))
     if target is None:
         raise TrainingError(
@@ -56,7 +57,7 @@ def train(ctx: TrainContext) -> TrainResult:
             got=ctx.spec.train.calibrate,
             fix="remove train.calibrate",
         )
-    result = trainer_for(ctx.spec.task, ctx.spec.model.type)(ctx)
+    result = trainer_for(ctx.spec.task, ctx.spec.model.type, ctx.spec.model.framework)(ctx)
     reason = chance_level(result.metrics)
     if reason is not None:
         result.tags["chance_level"] = reason

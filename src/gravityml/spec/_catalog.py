@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-Backend = Literal["sklearn", "torch", "sb3"]
+Backend = Literal["sklearn", "torch", "sb3", "tensorflow"]
 TaskName = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
 
 #: model.params keys the unsupervised trainers read themselves (not passed to the estimator).
@@ -151,6 +151,10 @@ _ROWS = [
     ModelType(
         "torch", frozenset({"supervised"}), "torch", "your torch.nn.Module from a factory (entry_point)",
         "torch", platform_set=("inputs", "outputs"), entry_point=True, onnx=True,
+    ),
+    ModelType(
+        "keras", frozenset({"supervised"}), "tensorflow", "your Keras 3 model from a factory (entry_point; TensorFlow)",
+        "keras", platform_set=("inputs", "outputs"), entry_point=True, onnx=True,
     ),
     # Supervised, PyTorch backed (paradigms/deep): tabular, images, text.
     _net("mlp", "multi-layer perceptron for tables", "MLP"),

@@ -128,6 +128,9 @@ class ModelSpec(StrictModel):
         "type torch: 'module:build', called as build(inputs, outputs, **params) and returning an nn.Module.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="The model type's parameters.")
+    framework: Literal["torch", "tensorflow"] = Field(
+        "torch", description="The built-in networks (mlp, cnn): torch, or tensorflow (Keras 3, the tensorflow extra)."
+    )
     loss: str | None = Field(
         None, description="type torch: cross_entropy | mse | l1 | huber, or 'module:callable' (default by problem)."
     )
@@ -325,6 +328,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | None) -> None:
     """An entry point where the type takes one (imported now), then params against the schema."""
     row = MODEL_TYPES[model.type]
+    _check_framework(model)
     factory = None
     if row.entry_point:
         if not model.entry_point:
@@ -340,8 +344,8 @@ def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | Non
     elif model.entry_point:
         raise SpecError(
             "model.entry_point",
-            f"{model.type!r} is a built-in type; only types sklearn and torch take an entry point",
-            allowed=["sklearn", "torch"],
+            f"{model.type!r} is a built-in type; only types sklearn, torch and keras take an entry point",
+            allowed=["sklearn", "torch", "keras"],
             got=model.entry_point,
             fix="remove entry_point, or set model.type: sklearn (an estimator) or torch (an nn.Module factory)",
         )
@@ -363,6 +367,46 @@ def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | Non
                 fix=f"use one of the allowed names or a 'module:callable' {key}",
             )
     check_model_params(row, task, model.params, problem=problem, factory=factory)
+
+
+#: The built-in networks that also train on TensorFlow (``framework: tensorflow``).
+TENSORFLOW_NETS = ("mlp", "cnn")
+
+
+def _missing(name: str) -> bool:
+    """Whether module ``name`` cannot be imported (found, not imported: no 2-10 s TensorFlow import here)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name] is None  # None: blocked (a test, or an install that forbids it)
+    return importlib.util.find_spec(name) is None
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow and Keras (the tensorflow extra) are installed."""
+    return not (_missing("tensorflow") or _missing("keras"))
+
+
+def _check_framework(model: ModelSpec) -> None:
+    on_tf = model.type == "keras" or model.framework == "tensorflow"
+    if model.framework == "tensorflow" and model.type not in TENSORFLOW_NETS:
+        raise SpecError(
+            "model.framework",
+            f"{model.type!r} trains on torch only; framework: tensorflow is offered for {', '.join(TENSORFLOW_NETS)}",
+            allowed=list(TENSORFLOW_NETS),
+            got=model.type,
+            fix="remove model.framework, or use model.type: keras with your own Keras model",
+        )
+    if on_tf and not tensorflow_installed():
+        what = "model.type: keras" if model.type == "keras" else f"model.framework: tensorflow ({model.type})"
+        raise SpecError(
+            "model.framework" if model.type != "keras" else "model.type",
+            f"{what} needs TensorFlow and Keras, which are not installed",
+            allowed="an environment with the tensorflow extra",
+            got="no tensorflow" if _missing("tensorflow") else "no keras",
+            fix="pip install 'gravityml[tensorflow]' (make install does)",
+        )
 
 
 def _check_model_type(name: str, task: str) -> None:
