@@ -46,11 +46,22 @@ def serve(
     log_predictions: str = typer.Option(None, "--log-predictions", help="Log inputs and outputs as Parquet to "
                                         "this folder or s3:// prefix, in the background (for `gravityml monitor`)."),
     log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of rows logged."),
+    canary: list[str] = typer.Option([], "--canary", help="NAME/VERSION=N%: that share of NAME's requests goes to "
+                                     "that version (sticky by the X-Canary-Key header); repeatable, one per model."),
+    shadow: list[str] = typer.Option([], "--shadow", help="NAME/VERSION: every request of NAME is mirrored to that "
+                                     "version in the background; its answer is counted and logged, never returned."),
+    shadow_queue: int = typer.Option(64, "--shadow-queue", min=0, help="Most shadow copies queued or running at "
+                                     "once; past it copies are dropped (gravityml_shadow_requests{outcome=dropped})."),
+    follow_aliases: bool = typer.Option(False, "--follow-aliases", help="Poll the registry for each NAME@ALIAS "
+                                        "served; when the alias moves, load the new version, switch, drain the old."),
+    poll_seconds: float = typer.Option(10.0, "--poll-seconds", min=0.05, help="Seconds between registry polls "
+                                       "(--follow-aliases)."),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
     from gravityml.errors import SpecError
     from gravityml.inference import ServeConfig
     from gravityml.inference import serve as serve_
+    from gravityml.inference._canary import check_flags
 
     if runtime not in ("native", "onnx"):
         raise SpecError("--runtime", "unknown runtime", allowed=["native", "onnx"], got=runtime,
@@ -68,6 +79,7 @@ def serve(
     if not 0 <= port <= 65535:  # checked here: uvicorn would fail deep in asyncio with a traceback
         raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
                         fix="choose a port such as 8080")
+    check_flags(refs, canary, shadow, follow_aliases)  # before anything loads
     check_bindable(host, port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -91,6 +103,11 @@ def serve(
         grpc_port=grpc_port,
         grpc_host=host,
         prediction_log=_prediction_logger(refs[0], log_predictions, log_sample_rate) if log_predictions else None,
+        canary=tuple(c.strip() for c in canary),
+        shadow=tuple(s.strip() for s in shadow),
+        shadow_queue=shadow_queue,
+        follow_aliases=follow_aliases,
+        poll_s=poll_seconds,
     )
 
     def ready(models: list) -> None:  # type: ignore[type-arg]

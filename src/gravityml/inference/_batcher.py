@@ -38,6 +38,10 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed before its batch ran: it was not run (504)."""
 
 
+class BatcherClosed(Exception):
+    """The model version was unloaded: its batcher takes no more requests (503, retry)."""
+
+
 @dataclass
 class _Item:
     frame: pd.DataFrame
@@ -88,6 +92,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._inflight = 0
         self._carry: _Item | None = None
+        self._closed = False
         self.stats = BatchStats()
 
     def start(self) -> None:
@@ -107,6 +112,8 @@ class Batcher:
         Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
         DeadlineExceeded when ``timeout_s`` passed before the request's batch ran (it is then not run).
         """
+        if self._closed:  # a closed batcher's worker is never restarted (it would run unwatched)
+            raise BatcherClosed("this model version was unloaded; retry, the name's default version answers")
         if self.max_queue and self._inflight >= self.max_queue:
             raise QueueFull(self.max_queue)
         self.start()
@@ -123,7 +130,8 @@ class Batcher:
             self._inflight -= 1
 
     async def close(self) -> None:
-        """Finish every queued request, then stop the worker."""
+        """Finish every queued request, then stop the worker; later submits raise BatcherClosed."""
+        self._closed = True
         if self._task is None:
             return
         await self._queue.put(None)

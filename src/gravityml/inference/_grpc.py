@@ -22,7 +22,8 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from gravityml.errors import GravityMLError, ModelNotFoundError
-from gravityml.inference._batcher import DeadlineExceeded, QueueFull
+from gravityml.inference._batcher import BatcherClosed, DeadlineExceeded, QueueFull
+from gravityml.inference._canary import STICKY_HEADER
 from gravityml.inference._repository import Repository, Served
 from gravityml.inference._tensors import (
     FLOAT_MAX,
@@ -75,6 +76,18 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
             raise
 
+    async def _routed(self, context: Any, name: str, version: str) -> Served:
+        """The version the rollout chooses (sticky by metadata x-canary-key), held until answered."""
+        key = next((v for k, v in context.invocation_metadata() or () if k == STICKY_HEADER), None)
+        chosen = self.app.state.rollout.choose(name, version or None, key)
+        try:
+            return self.repo.acquire(name, chosen)
+        except ModelNotFoundError as exc:
+            if not version and chosen is not None:  # the canary was unloaded: the default answers
+                return self.repo.acquire(name, None)
+            await context.abort(grpc.StatusCode.NOT_FOUND, exc.message)
+            raise
+
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (the protocol's names)
         return pb.ServerLiveResponse(live=True)
 
@@ -124,7 +137,13 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         await self._check(context)
-        served = await self._served(context, request.model_name, request.model_version)
+        served = await self._routed(context, request.model_name, request.model_version)
+        try:
+            return await self._answer(served, request, context)
+        finally:
+            self.repo.release(served)
+
+    async def _answer(self, served: Served, request: Any, context: Any) -> Any:
         start = time.perf_counter_ns()
         name = served.loaded.name
         try:
@@ -135,6 +154,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         except QueueFull as exc:
             self._count(served, name, "grpc_RESOURCE_EXHAUSTED", start)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{exc}; retry later or raise --max-queue")
+        except BatcherClosed as exc:
+            self._count(served, name, "grpc_UNAVAILABLE", start)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}")
         except DeadlineExceeded:
             self._count(served, name, "grpc_DEADLINE_EXCEEDED", start)
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -152,6 +174,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         served.requests.record(code == "grpc_OK", seconds)
         self.metrics.inferences.labels(name, code).inc()
         self.metrics.latency.labels("grpc ModelInfer").observe(seconds / 1e9)
+        self.metrics.on_version(name, served.loaded.version, code, seconds / 1e9, code == "grpc_OK")
 
     async def _infer(self, served: Served, request: Any, context: Any) -> Any:
         raw = list(request.raw_input_contents)
@@ -185,6 +208,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
                                   timeout_s=timeout),
             timeout)
         check_finite(predicted, proba)
+        shadow = self.app.state.rollout.shadow(served.loaded.name, served.loaded.version)
+        if shadow is not None:
+            self.app.state.mirror.send(served.loaded.name, shadow, decoded.frame(), predicted)
         tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
         response = pb.ModelInferResponse(model_name=served.loaded.name, model_version=served.loaded.version,
                                          id=request.id)

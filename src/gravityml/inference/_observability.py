@@ -85,6 +85,53 @@ class Metrics:
             "(Triton's nv_inference_pending_request_count)", ["model", "version"], registry=self.registry,
         )
 
+        # Per model version (canary, shadow, alias swaps): REST and gRPC inference requests alike.
+        self.version_requests = Counter(
+            "gravityml_model_version_requests", "Inference requests by model, version and status code",
+            ["model", "version", "code"], registry=self.registry,
+        )
+        self.version_errors = Counter(
+            "gravityml_model_version_errors", "Inference requests answered with an error, by model and version",
+            ["model", "version"], registry=self.registry,
+        )
+        self.version_latency = Histogram(
+            "gravityml_model_version_request_duration_seconds", "Time from inference request to answer, by model "
+            "and version", ["model", "version"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.shadow_requests = Counter(
+            "gravityml_shadow_requests", "Copies of requests sent to a shadow version, by outcome "
+            "(answered, failed, dropped: the shadow queue was full)", ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_latency = Histogram(
+            "gravityml_shadow_request_duration_seconds", "Time a shadow version took to answer its copy",
+            ["model", "version"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.shadow_rows = Counter(
+            "gravityml_shadow_rows", "Rows a shadow classifier predicted beside the champion", ["model", "version"],
+            registry=self.registry,
+        )
+        self.shadow_disagreements = Counter(
+            "gravityml_shadow_disagreements", "Rows where a shadow classifier's label differs from the champion's",
+            ["model", "version"], registry=self.registry,
+        )
+
+    def on_version(self, model: str, version: str, code: str, seconds: float, ok: bool) -> None:
+        """One inference request answered by ``model``'s ``version`` (``code``: HTTP status or gRPC code)."""
+        self.version_requests.labels(model, version, code).inc()
+        self.version_latency.labels(model, version).observe(seconds)
+        if not ok:
+            self.version_errors.labels(model, version).inc()
+
+    def shadow(self, model: str, version: str, outcome: str, seconds: float | None = None) -> None:
+        self.shadow_requests.labels(model, version, outcome).inc()
+        if seconds is not None:
+            self.shadow_latency.labels(model, version).observe(seconds)
+
+    def disagreements(self, model: str, version: str, differ: int, rows: int) -> None:
+        self.shadow_rows.labels(model, version).inc(rows)
+        self.shadow_disagreements.labels(model, version).inc(differ)
+
     def on_batch(self, model: str, requests: int, rows: int) -> None:
         self.batch_requests.labels(model).observe(requests)
         self.batch_rows.labels(model).observe(rows)
@@ -214,6 +261,9 @@ class Gate:
         model = state.get("model")
         if model is not None:
             self.metrics.inferences.labels(model, str(code)).inc()
+            version = state.get("version")
+            if version is not None and code != DISCONNECTED:
+                self.metrics.on_version(model, str(version), str(code), seconds, code == 200)
             if code == 200:
                 self.metrics.rows.labels(model).inc(state.get("rows", 0))
         if access_log.isEnabledFor(logging.INFO):

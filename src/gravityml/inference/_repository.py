@@ -98,6 +98,9 @@ class Served:
     outputs: list[dict[str, Any]]
     loaded_at: float = field(default_factory=time.time)
     requests: RequestStats = field(default_factory=RequestStats)
+    #: Requests that looked this version up and have not been answered (Repository.acquire/release):
+    #: an unloaded version's batcher closes only once this is 0.
+    holders: int = 0
 
     def statistics(self) -> dict[str, Any]:
         """This version's entry of Triton's ``model_stats`` (counts, cumulative nanoseconds)."""
@@ -284,6 +287,28 @@ class Repository:
                                      got=key, fix=f"use one of the versions served, or POST /v2/repository/models/{name}/load")
         return versions[key]
 
+    def acquire(self, name: str, version: str | None = None) -> Served:
+        """``get``, counted as held until ``release``: a version is not closed under a request holding it."""
+        served = self.get(name, version)
+        served.holders += 1
+        return served
+
+    @staticmethod
+    def release(served: Served) -> None:
+        served.holders -= 1
+
+    def alias_refs(self) -> list[tuple[str, str]]:
+        """(name, NAME@ALIAS) of each name served from an alias (what --follow-aliases polls)."""
+        return [(name, ref) for name, ref in sorted(self._refs.items()) if "@" in ref and not Path(ref).exists()]
+
+    async def _retire(self, served: Served, drain_s: float) -> None:
+        """Close ``served`` (no longer looked up) once no request holds it, or after ``drain_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while (served.holders > 0 or served.batcher.pending > 0) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await served.batcher.close()
+
     def index(self) -> list[dict[str, Any]]:
         return [
             {"name": name, "version": version, "state": "READY", "default": version == self._default[name]}
@@ -291,11 +316,13 @@ class Repository:
             for version in self.versions(name)
         ]
 
-    async def reload(self, name: str, ref: str | None = None) -> Served:
+    async def reload(self, name: str, ref: str | None = None, *, keep: frozenset[str] = frozenset(),
+                     drain_s: float = 30.0) -> Served:
         """Load ``ref`` (default: the ref this name was served from) and make it the default.
 
-        The version it replaces finishes what it has queued and is then dropped; requests keep
-        being answered throughout.
+        Load, switch, drain: the version it replaces is looked up no more, finishes the requests
+        that hold it (up to ``drain_s``) and is then closed, unless ``keep`` names it (a canary or
+        shadow); requests keep being answered throughout.
         """
         if ref is None and name not in self._refs:
             self.get(name)  # raises not found
@@ -312,9 +339,11 @@ class Repository:
             served = self.add(loaded)
             self._default[name] = loaded.version
             self._refs[name] = ref
-            old = self._models[name].pop(previous, None) if previous and previous != loaded.version else None
+            old = None
+            if previous and previous != loaded.version and previous not in keep:
+                old = self._models[name].pop(previous, None)
         if old is not None:
-            await old.batcher.close()
+            await self._retire(old, drain_s)
         return served
 
     def default_version(self, name: str) -> str:
@@ -340,7 +369,7 @@ class Repository:
                 self._default[name] = next(iter(versions))
                 self._refs[name] = versions[self._default[name]].loaded.ref
         for s in served:
-            await s.batcher.close()
+            await self._retire(s, 30.0)
         return dropped
 
     async def close(self) -> None:

@@ -29,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
-from gravityml.inference._batcher import DeadlineExceeded, QueueFull
+from gravityml.inference._batcher import BatcherClosed, DeadlineExceeded, QueueFull
+from gravityml.inference._canary import STICKY_HEADER, Mirror, Rollout, follow_aliases, parse_canary
 from gravityml.inference._observability import DISCONNECTED, Gate, Lifecycle, Metrics
 from gravityml.inference._repository import Loaded, Repository, Served
 from gravityml.inference._tensors import (
@@ -139,6 +140,15 @@ class ServeConfig:
     prediction_log: Any = None
     #: Most requests queued or running per model version (0: unbounded); past it 503 with Retry-After.
     max_queue: int = 0
+    #: ``--canary REF=N%`` values: that share of a name's requests goes to the version REF names.
+    canary: tuple[str, ...] = ()
+    #: ``--shadow REF`` values: every request of the name is mirrored to that version, its answer not returned.
+    shadow: tuple[str, ...] = ()
+    #: Most shadow copies queued or running at once; past it a copy is dropped and counted.
+    shadow_queue: int = 64
+    #: Poll the registry every ``poll_s`` for the NAME@ALIAS refs served; swap when an alias moves.
+    follow_aliases: bool = False
+    poll_s: float = 10.0
 
 
 class _ClientError(Exception):
@@ -230,11 +240,14 @@ def create_app(
     loader: Callable[[str], Loaded] | None = None,
     registry_loader: Callable[[str], Loaded] | None = None,
     lifecycle: Lifecycle | None = None,
+    resolver: Callable[[str], str] | None = None,
 ) -> Any:
     """The ASGI application serving ``models`` (wrapped in auth, metrics and the access log).
 
     ``loader`` loads the refs named at start (folders too); ``registry_loader`` (default: ``loader``)
-    the registry references a load request names.
+    the registry references a load request names. ``models`` holds the canary and shadow refs of
+    ``config`` too (after the champions); ``resolver`` (NAME@ALIAS -> version) is what
+    ``follow_aliases`` polls.
     """
     config = config or ServeConfig()
     lifecycle = lifecycle or Lifecycle()
@@ -264,6 +277,12 @@ def create_app(
     for loaded in models:
         repo.add(loaded)
     metrics.models.set(len(repo.index()))
+    canaries = [parse_canary(c) for c in config.canary]
+    extra = {c.ref for c in canaries} | set(config.shadow)
+    rollout = Rollout.build([m for m in models if m.ref not in extra], canaries, config.shadow,
+                            {m.ref: m for m in models if m.ref in extra})
+    mirror = Mirror(repo, metrics=metrics, max_inflight=config.shadow_queue, timeout_s=config.timeout_s,
+                    prediction_log=config.prediction_log)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -274,10 +293,19 @@ def create_app(
             grpc_server = await _grpc.start(app, repo=repo, config=config, float_limit=float_limit,
                                             version=__version__, host=config.grpc_host, port=config.grpc_port)
             log.info("OIP gRPC on %s:%d", config.grpc_host, config.grpc_port)
+        follower = None
+        if config.follow_aliases and resolver is not None:
+            follower = asyncio.get_running_loop().create_task(
+                follow_aliases(repo, rollout, resolver, poll_s=config.poll_s, drain_s=config.timeout_s))
         yield
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         if grpc_server is not None:
             await grpc_server.stop(config.timeout_s)
-        # uvicorn has let in-flight requests finish; drain what the batchers still hold.
+        # uvicorn has let in-flight requests finish; drain the shadow copies, then what the batchers hold.
+        await mirror.close()
         await repo.close()
         executor.shutdown(wait=True)
         decoder.shutdown(wait=True)
@@ -292,6 +320,8 @@ def create_app(
     )
     app.state.repository = repo
     app.state.metrics = metrics
+    app.state.rollout = rollout
+    app.state.mirror = mirror
     if config.prediction_log is not None:  # what the log could not keep up with, for /metrics
         from prometheus_client import Gauge
 
@@ -338,6 +368,21 @@ def create_app(
         except ModelNotFoundError as exc:
             raise _ClientError(404, exc.message) from None
 
+    def _routed(request: Request, name: str, version: str | None) -> Served:
+        """An inference request's model version: the rollout chooses (a canary share, sticky by
+        X-Canary-Key); the repository counts it held until ``_counted`` has the answer."""
+        chosen = rollout.choose(name, version, request.headers.get(STICKY_HEADER))
+        try:
+            served = repo.acquire(name, chosen)
+        except ModelNotFoundError as exc:
+            if version is not None or chosen is None:
+                raise _ClientError(404, exc.message) from None
+            served = repo.acquire(name, None)  # the canary was unloaded over HTTP: the default answers
+        request.state.served = served
+        request.state.model = name
+        request.state.version = served.loaded.version
+        return served
+
     async def _guarded(request: Request, handler: Callable[[], Any]) -> Response:
         try:
             return await handler()
@@ -358,10 +403,14 @@ def create_app(
     async def _counted(request: Request, handler: Callable[[], Any]) -> Response:
         """``_guarded``, and the answer counted in the statistics of the model version it reached."""
         start = time.perf_counter_ns()
-        response = await _guarded(request, handler)
-        served = getattr(request.state, "served", None)
-        if served is not None and response.status_code != DISCONNECTED:
-            served.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
+        try:
+            response = await _guarded(request, handler)
+        finally:
+            held = getattr(request.state, "served", None)
+            if held is not None:
+                repo.release(held)
+        if held is not None and response.status_code != DISCONNECTED:
+            held.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
         return response
 
     async def _submit(request: Request, served: Served, frame: Any, probabilities: bool = False) -> Any:
@@ -381,6 +430,8 @@ def create_app(
         except QueueFull as exc:
             raise _ClientError(503, f"{exc}; retry after 1 s or raise --max-queue",
                                headers={"Retry-After": "1"}) from None
+        except BatcherClosed as exc:
+            raise _ClientError(503, str(exc), headers={"Retry-After": "0"}) from None
         except asyncio.TimeoutError:  # still queued: cancelled, so never run; running: its answer is dropped
             raise _ClientError(503, f"inference did not finish within {timeout:g} s; retry later or send fewer rows "
                                     "(a request still queued was not run)") from None
@@ -420,10 +471,7 @@ def create_app(
         start = time.perf_counter_ns()  # the prediction log's latency
 
         async def run() -> Response:
-            served = _served(request, name, version)
-            request.state.served = served
-            request.state.model = name
-            request.state.version = served.loaded.version
+            served = _routed(request, name, version)
             raw = await _read_body(request, config.max_body_bytes)
             header = request.headers.get(BINARY_HEADER)
             binary = b""
@@ -456,6 +504,9 @@ def create_app(
                                      fix="leave out the probabilities request")
             predicted, proba = await _submit(request, served, decoded.frame(), decoded.probabilities)
             check_finite(predicted, proba)
+            shadow = rollout.shadow(name, served.loaded.version)
+            if shadow is not None:
+                mirror.send(name, shadow, decoded.frame(), predicted)
             if config.prediction_log is not None:
                 config.prediction_log.log(decoded.frame(), predicted, model_version=f"{name}/{served.loaded.version}",
                                           latency_ms=(time.perf_counter_ns() - start) / 1e6)
@@ -505,10 +556,7 @@ def create_app(
                     raise _ClientError(400, f"this server serves {len(repo.names)} models; allowed: {repo.names[:10]}; "
                                             "fix: name one with /invocations?model=NAME")
                 name = repo.names[0]
-            served = _served(request, name, version)
-            request.state.served = served
-            request.state.model = name
-            request.state.version = served.loaded.version
+            served = _routed(request, name, version)
             raw = await _read_body(request, config.max_body_bytes)
             ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
@@ -535,8 +583,13 @@ def create_app(
             request.state.rows = len(frame)
             predicted, _ = await _submit(request, served, frame)
             check_finite(predicted, None)
+            shadow = rollout.shadow(name, served.loaded.version)
+            if shadow is not None:
+                mirror.send(name, shadow, frame, predicted)
             records = [{str(k): _plain(v) for k, v in row.items()} for row in predicted.to_dict(orient="records")]
-            return _json({"predictions": records})
+            response = _json({"predictions": records})
+            response.headers["x-model-version"] = served.loaded.version  # which version answered (canary)
+            return response
 
         return await _counted(request, run)
 
@@ -653,9 +706,16 @@ def serve(
     def registry_loader(ref: str) -> Loaded:
         return load_for_serving(ref, runtime, threads=config.model_threads, paths=False)  # type: ignore[arg-type]
 
-    models = [loader(ref) for ref in refs]
+    def resolver(ref: str) -> str:
+        from gravityml.tracking import Workspace, resolve
+
+        return str(resolve(Workspace.current(), ref).version)
+
+    rollout_refs = [parse_canary(c).ref for c in config.canary] + list(config.shadow)
+    models = [loader(ref) for ref in [*refs, *rollout_refs]]
     lifecycle = Lifecycle()
-    app = create_app(models, config=config, loader=loader, registry_loader=registry_loader, lifecycle=lifecycle)
+    app = create_app(models, config=config, loader=loader, registry_loader=registry_loader, lifecycle=lifecycle,
+                     resolver=resolver)
     if on_ready is not None:
         on_ready(models)
     server = _DrainingServer(
