@@ -307,3 +307,60 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(directory=output, model_file=output / ONNX_FILE, parity=report)
+
+
+TFLITE_FILE = "model.tflite"
+
+
+def export_tflite(
+    ref: str | Path,
+    output: str | Path,
+    *,
+    quantize: Quantize | None = None,
+    data: str | Path | None = None,
+    min_agreement: float = MIN_AGREEMENT,
+    max_diff: float = MAX_DIFF,
+    workspace: Workspace | None = None,
+) -> ExportReport:
+    """Export keras model ``ref`` to ``output`` as ``model.tflite`` (float32, or int8 calibrated on the
+    training rows stored with the model), parity-checked with the TFLite interpreter like an ONNX export."""
+    output = Path(output)
+    check_target(output)
+    ws = workspace or Workspace.current()
+    model = load(ref, workspace=ws)
+    convert = getattr(model, "export_tflite", None)
+    if convert is None:
+        raise ExportError(
+            f"a {model.flavor} model cannot be exported to TensorFlow Lite",
+            allowed=["keras (model.type: keras, or framework: tensorflow)"],
+            got=model.flavor,
+            fix="export it with --format onnx",
+        )
+    frame = parity_rows(model, ref, data, ws)
+    staging = staging_dir(output)
+    try:
+        graph = convert(staging / TFLITE_FILE, frame.head(256), quantize=quantize)
+        metadata = {
+            "format": "gravityml-tflite",
+            "format_version": FORMAT_VERSION,
+            "model": {"ref": model.meta.get("ref", str(ref)), "name": model.meta.get("name"),
+                      "version": model.meta.get("version"), "flavor": model.flavor, "kind": model.kind},
+            "file": TFLITE_FILE,
+            "quantized": quantize,
+            "calibration": graph.get("calibration"),
+            **unified_graph(model, graph, frame),
+            "label_map": {str(i): c for i, c in enumerate(model.classes or [])},
+            "schema": model.schema.to_dict(),
+            "meta": {k: v for k, v in model.meta.items() if k in KEPT_META},
+        }
+        (staging / METADATA).write_text(json.dumps(metadata, indent=2, default=str), encoding="utf-8")
+        report = parity_report(model, model.tflite_predictor(staging / TFLITE_FILE), frame)  # type: ignore[attr-defined, arg-type]
+        report["thresholds"] = {"min_agreement": min_agreement, "max_diff": max_diff}
+        report["size_bytes"] = {"tflite": (staging / TFLITE_FILE).stat().st_size}
+        _check(report, min_agreement, max_diff, quantized=quantize is not None)
+        report["passed"] = True
+        (staging / PARITY).write_text(json.dumps(report, indent=2), encoding="utf-8")
+        publish_dir(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(directory=output, model_file=output / TFLITE_FILE, parity=report)
