@@ -1,4 +1,4 @@
-"""`gravityml serve` (Open Inference Protocol server) and `gravityml export` (ONNX, int8)."""
+"""`gravityml serve` (Open Inference Protocol server) and `gravityml export` (ONNX, int8, web, ORT)."""
 
 from __future__ import annotations
 
@@ -130,57 +130,89 @@ def _prediction_logger(ref: str, target: str, sample_rate: float) -> object:
     return prediction_logger(ref, target, sample_rate)
 
 
+#: `gravityml export --format`: what each writes and the folder name it defaults to (NAME-<suffix>).
+EXPORT_FORMATS = {
+    "onnx": "model.onnx, metadata.json, parity.json",
+    "web": "index.html, app.js, vendor/ (onnxruntime-web), model.onnx, metadata.json, parity.json",
+    "ort": "model.ort (ONNX Runtime Mobile), model.onnx, metadata.json, parity.json",
+}
+
+
 @app.command()
 def export(
     ref: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
-    format: str = typer.Option("onnx", "--format", help="Export format (onnx)."),  # noqa: A002
-    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of weights."),
-    output: Path = typer.Option(None, "-o", "--output", help="Folder to write (default: ./NAME-onnx[-int8])."),
+    format: str = typer.Option("onnx", "--format", help="onnx (a graph for onnxruntime), web (a static page that "  # noqa: A002
+                               "runs it in a browser with onnxruntime-web) or ort (ONNX Runtime's mobile format)."),
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of weights (--format onnx)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Folder to write (default: ./NAME-FORMAT[-int8])."),
     data: Path = typer.Option(None, "--data", help="Held-out rows for the parity check (default: the job's test split)."),
     min_agreement: float = typer.Option(0.995, "--min-agreement", help="Least share of labels that must agree."),
     max_diff: float = typer.Option(0.2, "--max-diff", help="Largest allowed difference in probabilities (or in "
                                    "predictions, relative to their standard deviation)."),
 ) -> None:
-    """Export a model to ONNX (optionally int8), checked for parity with the original."""
+    """Export a model to ONNX (optionally int8), a browser page or ORT, checked for parity with the original."""
     from gravityml.data import check_folder_writable
     from gravityml.errors import SpecError
-    from gravityml.inference import export_model
 
-    if format != "onnx":
-        raise SpecError("--format", "unknown export format", allowed=["onnx"], got=format, fix="use --format onnx")
+    if format not in EXPORT_FORMATS:
+        raise SpecError("--format", "unknown export format", allowed=list(EXPORT_FORMATS), got=format,
+                        fix="use --format onnx, --format web or --format ort")
     if quantize is not None and quantize != "int8":
         raise SpecError("--quantize", "unknown quantization", allowed=["int8"], got=quantize,
                         fix="use --quantize int8, or leave it out for an fp32 export")
+    if quantize is not None and format != "onnx":
+        raise SpecError("--quantize", f"applies to --format onnx only, not --format {format}", allowed=["onnx"],
+                        got=format, fix=f"leave --quantize out for --format {format}")
     if not 0.0 <= min_agreement <= 1.0:  # ranges first: the export itself takes minutes
         raise SpecError("--min-agreement", "is a share of labels", allowed="0.0-1.0", got=min_agreement,
                         fix="give a share such as 0.995 (99.5% of labels agree)")
     if not max_diff >= 0.0:
         raise SpecError("--max-diff", "is a largest difference", allowed="a number >= 0", got=max_diff,
                         fix="give a difference such as 0.2")
-    target = output or Path(f"{ref.replace('/', '-').replace('@', '-')}-onnx{'-' + quantize if quantize else ''}")
+    target = output or Path(f"{ref.replace('/', '-').replace('@', '-')}-{format}{'-' + quantize if quantize else ''}")
     if target.exists() and not target.is_dir():
         raise SpecError("--output", f"{str(target)!r} is a file; an export is a folder", allowed="a folder path",
                         got=str(target), fix="name a new folder (or an export folder to replace)")
     check_folder_writable(target.parent, role="--output")
-    with status(f"exporting {ref} to ONNX"):
-        report = export_model(ref, target, quantize=quantize, data=data, min_agreement=min_agreement,  # type: ignore[arg-type]
-                              max_diff=max_diff)
-    p = report.parity
-    rows = [("rows compared", p["rows"]), ("max abs diff", p["max_abs_diff"]), ("mean abs diff", p["mean_abs_diff"])]
+    options = {"data": data, "min_agreement": min_agreement, "max_diff": max_diff}
+    with status(f"exporting {ref} to {format}"):
+        if format == "onnx":
+            from gravityml.inference import export_model
+
+            report = export_model(ref, target, quantize=quantize, **options)  # type: ignore[arg-type]
+        else:
+            from gravityml.inference._web import export_ort, export_web
+
+            report = (export_web if format == "web" else export_ort)(ref, target, **options)  # type: ignore[arg-type]
+    console.print(table(f"parity of {report.model_file}", ["", "value"], _parity_rows(report.parity)))
+    console.print(f"wrote {report.directory}/ ({EXPORT_FORMATS[format]})")
+    if format == "onnx":
+        console.print(f"serve it with `gravityml serve {report.directory}`")
+    elif format == "web":
+        console.print(f"open it from any static file server, e.g. `python -m http.server -d {report.directory} "
+                      "-b 127.0.0.1 8000` and http://127.0.0.1:8000/ (it needs no network)")
+    else:
+        console.print(f"load {report.model_file} with ONNX Runtime Mobile (Android, iOS) or onnxruntime")
+
+
+def _parity_rows(p: dict) -> list[tuple[str, object]]:  # type: ignore[type-arg]
+    """The parity report's rows that this export has (web and ort exports time no latency)."""
+    rows: list[tuple[str, object]] = []
     for key, label in (
+        ("rows", "rows compared"),
+        ("max_abs_diff", "max abs diff"),
+        ("mean_abs_diff", "mean abs diff"),
+        ("max_diff_relative_to_std", "max diff / std"),
         ("label_agreement", "label agreement"),
         ("flag_agreement", "anomaly flag agreement"),
         ("confidence_max_abs_diff", "confidence max abs diff"),
+        ("size_ratio_fp32_to_int8", "fp32 / int8 size"),
     ):
         if key in p:
             rows.append((label, p[key]))
-    rows.append(("size (bytes)", p["size_bytes"]["onnx"]))
-    if "size_ratio_fp32_to_int8" in p:
-        rows.append(("fp32 / int8 size", p["size_ratio_fp32_to_int8"]))
-    for runtime in ("native", "onnx"):
-        lat = p["latency"][runtime]
-        rows.append((f"{runtime} ms/row (batch)", lat["batch_ms_per_row"]))
-        rows.append((f"{runtime} ms (one row)", lat["single_row_ms"]))
-    console.print(table(f"parity of {report.model_file}", ["", "value"], rows))
-    console.print(f"wrote {report.directory}/ (model.onnx, metadata.json, parity.json); serve it with "
-                  f"`gravityml serve {report.directory}`")
+    for name, size in (p.get("size_bytes") or {}).items():
+        rows.append((f"size of {name} (bytes)", size))
+    for runtime, lat in (p.get("latency") or {}).items():
+        rows.append((f"{runtime} ms/row (batch)", lat.get("batch_ms_per_row")))
+        rows.append((f"{runtime} ms (one row)", lat.get("single_row_ms")))
+    return rows

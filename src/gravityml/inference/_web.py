@@ -1,8 +1,9 @@
 """``gravityml export --format web|ort``: the ONNX export as a page that runs in a browser, or as an ORT file.
 
 ``web``: the ONNX export (model.onnx, metadata.json, parity.json) plus ``index.html``, ``app.js``
-and ``vendor/`` (onnxruntime-web's wasm build, copied from the npm package `make install` puts in
-``inference/web/node_modules``), so the folder works offline served by any static file server.
+and ``vendor/`` (onnxruntime-web's wasm build, copied from the npm package that `make web` puts in
+``inference/web/node_modules`` with ``npm ci`` from the committed lock file, and that a wheel
+carries as package data), so the folder works offline served by any static file server.
 
 ``ort``: the ONNX export converted to ONNX Runtime's mobile format (``model.ort``) by
 ``python -m onnxruntime.tools.convert_onnx_models_to_ort``, checked for parity with the original
@@ -43,7 +44,7 @@ ORT_FILE = "model.ort"
 
 
 def vendor_dir() -> Path:
-    """onnxruntime-web's dist folder, as `make install` (npm ci) leaves it."""
+    """onnxruntime-web's dist folder, as `make web` (npm ci) leaves it."""
     dist = WEB / "node_modules" / "onnxruntime-web" / "dist"
     missing = [name for name in VENDOR_FILES if not (dist / name).is_file()]
     if missing:
@@ -51,7 +52,7 @@ def vendor_dir() -> Path:
             "onnxruntime-web is not installed, so the page cannot be bundled",
             allowed=f"{dist}/ holding {', '.join(VENDOR_FILES)}",
             got=f"missing {', '.join(missing)}",
-            fix=f"run `make install` (or `npm ci --ignore-scripts --prefix {WEB}`)",
+            fix=f"run `make web` (or `npm ci --ignore-scripts --prefix {WEB}`), or install a wheel built after it",
         )
     return dist
 
