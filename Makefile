@@ -18,6 +18,31 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `gravityml export --format web` bundles onnxruntime-web: npm ci from the committed lock file (the
+# registry is reached here, at install time, never when exporting). `browser`: Debian's Chromium and
+# chromedriver for tests/inference/test_web_browser.py (apt-get as root; nothing to do when present).
+WEB_DIR   := src/gravityml/inference/web
+WEB_STAMP := $(WEB_DIR)/node_modules/.gravityml-installed
+.PHONY: web browser
+install: web
+test: web browser
+
+$(WEB_STAMP): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	cd $(WEB_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+web: $(WEB_STAMP)
+
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make browser: /usr/bin/chromium or /usr/bin/chromedriver is missing; as root: apt-get install -y chromium chromium-driver" >&2; \
+	    exit 1; \
+	  fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/gravityml train examples/tumor.yaml
 	$(VENV)/bin/gravityml predict tumor examples/data/new_patients.csv -o $(GRAVITYML_HOME)/demo/scored.csv
