@@ -122,6 +122,44 @@ def test_a_canary_of_the_champions_own_version_is_refused_at_start(petal: Path) 
         Rollout.build([champion], [parse_canary("petal/1=10%")], [], {"petal/1": same})
 
 
+def test_a_full_shadow_queue_drops_and_counts_and_never_waits(petal: Path) -> None:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from gravityml.inference._canary import Mirror
+    from gravityml.inference._observability import Metrics
+    from gravityml.inference._repository import Repository, load_for_serving
+
+    with workspace_env(petal):
+        tree, logistic = load_for_serving("petal/2"), load_for_serving("petal/1")
+    frame = pd.DataFrame(load_iris().data[::3], columns=tree.model.schema.feature_names)
+    champion = logistic.model.predict(frame)
+    metrics = Metrics()
+
+    async def main() -> float:
+        with ThreadPoolExecutor(2) as pool:
+            repo = Repository(executor=pool, max_batch_size=64, max_delay_ms=0, loader=lambda ref: tree)
+            repo.add(tree)
+            mirror = Mirror(repo, metrics=metrics, max_inflight=2)
+            start = time.perf_counter()
+            for _ in range(6):  # in one tick: two copies go, four find the queue full
+                mirror.send("petal", "2", frame, champion)
+            sent_s = time.perf_counter() - start
+            await mirror.close()
+            await repo.close()
+            assert repo.get("petal", "2").holders == 0
+            return sent_s
+
+    sent_s = asyncio.run(main())
+    count = {outcome: metrics.shadow_requests.labels("petal", "2", outcome)._value.get()
+             for outcome in ("answered", "dropped", "failed")}
+    assert count == {"answered": 2, "dropped": 4, "failed": 0} and sent_s < 0.05
+    rows = metrics.shadow_rows.labels("petal", "2")._value.get()
+    assert rows == 100 and 20 <= metrics.shadow_disagreements.labels("petal", "2")._value.get() <= 50
+
+
 # ---- a served canary and shadow -------------------------------------------------------------------
 
 def test_sticky_keys_land_where_the_rollout_says_and_unkeyed_requests_split(rollout_server: tuple[Server, int, Path]) -> None:

@@ -51,10 +51,6 @@ class Canary:
     ref: str
     share: float
 
-    @property
-    def name(self) -> str:
-        return ModelRef.parse(self.ref).name
-
 
 def parse_canary(text: str) -> Canary:
     """``NAME/7=10%`` -> Canary("NAME/7", 0.10); a typed error for anything else."""
