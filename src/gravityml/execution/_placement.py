@@ -104,6 +104,8 @@ class Placed:
         gpu = c.accelerator not in ("cpu", "this-machine") and compute.accelerator in ("auto", "cuda")
         gpu = gpu or compute.accelerator == "cuda"
         offer = self.site.offer(c.offer)
+        if compute.workers > 1:  # the driver only coordinates: Ray Train's workers ask for their own devices
+            return {"cpus": 1.0, "gpus": 0.0, "memory_gb": None}
         return {"cpus": 1.0 if gpu else float(compute.devices), "gpus": float(compute.devices) if gpu else 0.0,
                 "memory_gb": offer.memory_gb}
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from gravityml.paradigms.deep._ddp import Rank
 
 CHECKPOINT = "checkpoint.pt"
+#: ``on_epoch(epoch, metrics, checkpoint file written this epoch or None)``: see :func:`fit_torch`.
+EpochHook = Callable[[int, dict[str, float], "Path | None"], None]
 #: Training time between two checkpoints, as a multiple of what the last checkpoint took to write.
 CHECKPOINT_SHARE = 30.0
 
@@ -113,6 +115,7 @@ def fit_torch(
     checkpoint: bool = True,
     extra_metrics: Callable[[nn.Module], dict[str, float]] | None = None,
     rank: Rank | None = None,
+    on_epoch: EpochHook | None = None,
 ) -> FitResult:
     """Train ``network`` on ``X``/``y`` with the settings of ``ctx.spec.train`` and ``ctx.spec.compute``.
 
@@ -139,7 +142,12 @@ def fit_torch(
     With ``compute.devices`` > 1 it trains data-parallel (see :mod:`._ddp`): N processes, each
     runs this function with its ``rank`` on a :class:`~torch.utils.data.DistributedSampler`
     shard of ``batch_size`` rows per step (a global batch of N x ``batch_size``); rank 0 alone
-    checkpoints and reports, and its weights come back in ``network``.
+    checkpoints and reports, and its weights come back in ``network``. With ``compute.workers`` > 1
+    the same happens in Ray Train's workers on a Ray site's cluster (see :mod:`._raytrain`).
+
+    ``on_epoch(epoch, metrics, checkpoint)`` is called on every rank at the end of every epoch,
+    with the checkpoint file this rank wrote in that epoch (or None): Ray Train's workers report
+    through it.
     """
     spec = ctx.spec
     cfg = spec.train
@@ -148,6 +156,12 @@ def fit_torch(
     name = precision or spec.compute.precision
     if name == "auto":
         raise TrainingError("fit_torch needs a concrete precision", got="auto", fix="resolve auto first")
+    if rank is None and spec.compute.workers > 1:
+        from gravityml.paradigms.deep._raytrain import fit_ray_train
+
+        return fit_ray_train(ctx, network, {"X": X, "y": y, "X_val": X_val, "y_val": y_val},
+                             {"loss": loss, "weights": weights, "precision": name, "epochs": epochs,
+                              "checkpoint": checkpoint})
     if rank is None and placement.count > 1:
         from gravityml.paradigms.deep._ddp import fit_distributed
 
@@ -293,6 +307,11 @@ def fit_torch(
                     },
                 )
                 last_save, save_cost = time.perf_counter(), time.perf_counter() - saving
+                saved: Path | None = ckpt_path
+            else:
+                saved = None
+            if on_epoch is not None:
+                on_epoch(epoch, metrics, saved)
             if stop:
                 result.stopped = stop
                 break
