@@ -59,8 +59,9 @@ def keras_module() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     try:
-        import keras
         import tensorflow  # noqa: F401 - the backend, imported with keras
+
+        import keras
     except ImportError as exc:
         raise ModelError(
             f"keras models need TensorFlow and Keras, which are not installed ({exc.name or exc})",
@@ -91,6 +92,22 @@ def dtype_policy(precision: str) -> Iterator[str]:
         keras.config.set_dtype_policy(before)
 
 
+#: How the Standardize layer finds NaN when it is traced: ``compare`` (``not x <= inf``, which TFLite's
+#: converter keeps; it folds ``x != x``) or ``isnan`` (IsNaN, which tf2onnx turns into a Where; a
+#: comparison it turns into ``cond * x + (1 - cond) * fill``, and 0 * NaN is NaN).
+_NAN_TEST = {"mode": "compare"}
+
+
+@contextlib.contextmanager
+def nan_test(mode: str) -> Iterator[None]:
+    before = _NAN_TEST["mode"]
+    _NAN_TEST["mode"] = mode
+    try:
+        yield
+    finally:
+        _NAN_TEST["mode"] = before
+
+
 @functools.cache
 def _layers() -> SimpleNamespace:
     """The layers this flavor adds, defined once keras is imported."""
@@ -100,7 +117,7 @@ def _layers() -> SimpleNamespace:
     class Standardize(keras.layers.Layer):  # type: ignore[misc, name-defined]
         """NaN -> the training median, then (x - mean) / std; float32 whatever the policy.
 
-        NaN is found as ``not (x <= inf)``: ``x != x`` is folded away by TensorFlow Lite's converter.
+        NaN is found as ``not (x <= inf)`` (or IsNaN while an ONNX graph is traced, see ``nan_test``).
         """
 
         def __init__(self, width: int, **kwargs: Any) -> None:
@@ -113,7 +130,10 @@ def _layers() -> SimpleNamespace:
                 setattr(self, name, self.add_weight(name=name, shape=(self.width,), initializer=init, trainable=False))
 
         def call(self, x: Any) -> Any:
-            x = ops.where(ops.less_equal(x, float("inf")), x, self.fill)
+            if _NAN_TEST["mode"] == "isnan":
+                x = ops.where(ops.isnan(x), self.fill, x)
+            else:
+                x = ops.where(ops.less_equal(x, float("inf")), x, self.fill)
             return (x - self.mean) / self.std
 
         def get_config(self) -> dict[str, Any]:
@@ -326,7 +346,7 @@ class KerasModel(GravityModel):
         return {
             "inputs": [{"name": "input", "dtype": dtype, "shape": ["batch", width]}],
             "outputs": [{"name": output, "dtype": "float32", "shape": ["batch", self._width_out()]}],
-            "classes": list(self.schema.classes) if self.kind == "classifier" else None,
+            "classes": list(self.schema.classes or ()) if self.kind == "classifier" else None,
             "preprocessing": self.encoder.describe(),
             **extra,
         }
@@ -352,11 +372,12 @@ class KerasModel(GravityModel):
             return {output: serving(x, training=False)}
 
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), nan_test("isnan"):
                 proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET, output_path=str(path))
         except Exception as exc:  # the converter's own errors carry no user fix; name the model
             raise ExportError(
                 f"tf2onnx could not convert this {self.meta.get('model_type')} network: {str(exc).splitlines()[0]}",
+                allowed="a network of operators tf2onnx converts (opset 17)",
                 got=type(exc).__name__,
                 fix="serve the model natively (gravityml serve REF)",
             ) from exc
@@ -407,6 +428,7 @@ class KerasModel(GravityModel):
         except Exception as exc:  # the converter's own errors carry no user fix
             raise ExportError(
                 f"the TFLite converter could not convert this {self.meta.get('model_type')} network: {str(exc).splitlines()[0]}",
+                allowed="a network of TFLite builtin operators",
                 got=type(exc).__name__,
                 fix="export to ONNX instead (gravityml export REF --format onnx)",
             ) from exc
@@ -475,7 +497,10 @@ class TfliteModel(GravityModel):
 
     def run(self, frame: pd.DataFrame) -> np.ndarray:
         """The graph's output (probabilities, or the prediction) for validated rows."""
-        encoded = self.encoder.transform(frame)
+        return self.run_encoded(self.encoder.transform(frame))
+
+    def run_encoded(self, encoded: np.ndarray) -> np.ndarray:
+        """The graph's output for rows already encoded (the keras model's ``encode``)."""
         encoded = encoded.astype(self._input["dtype"])
         if len(encoded) != self._rows:
             self.interpreter.resize_tensor_input(self._input["index"], list(encoded.shape))
@@ -502,4 +527,5 @@ class TfliteModel(GravityModel):
 
     @classmethod
     def _load_payload(cls, path: Path, *, kind: Any, schema: Schema, meta: dict[str, Any]) -> TfliteModel:
-        raise ModelError("a TFLite export is not a model folder", got=str(path), fix="load the keras model it came from")
+        raise ModelError("a TFLite export is not a model folder", allowed="a keras model folder", got=str(path),
+                         fix="load the keras model it came from")

@@ -236,6 +236,7 @@ def fit_keras(ctx: TrainContext, prep: Prepared, config: dict[str, Any], precisi
         except (ValueError, TypeError) as exc:  # Keras refused a size from model.params, or your factory's network
             raise TrainingError(
                 f"the {config['arch']} Keras network cannot be built: {str(exc).splitlines()[0]}",
+                allowed="positive layer sizes and counts, dropout in [0, 1), a factory whose network takes the input",
                 got=dict(config.get("params") or {}),
                 fix="correct model.params (see `gravityml validate JOB.yaml` for each parameter)",
             ) from None
@@ -345,7 +346,7 @@ def train(ctx: TrainContext) -> TrainResult:
         pred = np.asarray(classes, dtype=object)[np.argmax(outputs, axis=1)]
         artifacts.append(_plots.confusion_matrix_png(prep.y_test, pred, classes, ctx.workdir / "confusion_matrix.png", title))
     else:
-        artifacts.append(_plots.predicted_vs_actual_png(prep.y_test, outputs, ctx.workdir / "predicted_vs_actual.png", title))
+        artifacts.append(_plots.predicted_vs_actual_png(prep.y_test, outputs.tolist(), ctx.workdir / "predicted_vs_actual.png", title))
     history = ctx.workdir / "history.json"
     history.write_text(json.dumps(state.history, indent=1), encoding="utf-8")
     artifacts += [_learning_curve(state, ctx.workdir / "learning_curve.png", title), history]  # type: ignore[arg-type]
