@@ -20,16 +20,18 @@ def _workspace():  # type: ignore[no-untyped-def]
 
 
 def _state(record, ws):  # type: ignore[no-untyped-def]
-    """(Ray status, MLflow run status, model version) of one job; the cluster's part says if unreachable."""
+    """(Ray status, MLflow run status, model version) of one job; the cluster's part says if unreachable,
+    or ``lost`` when its cluster went away while the job ran (the run ended FAILED then)."""
     from gravityml.errors import ExecutorError
     from gravityml.execution._jobs import client_for
+    from gravityml.execution._ray import LOST_TAG
 
+    client = record.workspace(ws).client
+    run = client.get_run(record.run_id)
     try:
         ray_status = str(client_for(record).get_job_status(record.job_id)).rsplit(".", 1)[-1]
     except ExecutorError:
-        ray_status = "unreachable"
-    client = record.workspace(ws).client
-    run = client.get_run(record.run_id)
+        ray_status = "lost" if LOST_TAG in run.data.tags else "unreachable"
     found = client.search_model_versions(f"run_id = '{record.run_id}'")
     version = f"{record.model}/{found[0].version}" if found else ""
     return ray_status, run.info.status, version
@@ -68,8 +70,12 @@ def logs_cmd(
     job: str = typer.Argument(..., help="Job id (gravityml jobs list)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep streaming until the job ends."),
 ) -> None:
-    """The job's log (driver output) as the cluster keeps it."""
+    """The job's log (driver output) as the cluster keeps it.
+
+    --follow: lines as the job writes them, until it ends; exit 0 SUCCEEDED, 1 FAILED or STOPPED, 2 cluster lost.
+    """
     from gravityml.execution._jobs import client_for, find_record
+    from gravityml.execution._ray import ClusterLost, lost_error
     from gravityml.execution._ray import follow as follow_logs
 
     record = find_record(_workspace(), job)
@@ -80,7 +86,13 @@ def logs_cmd(
         sys.stdout.flush()
 
     if follow:
-        follow_logs(client, record.job_id, out)
+        try:
+            final, _ = follow_logs(client, record.job_id, out, lost_after_s=record.connect_timeout_s)
+        except ClusterLost as lost:
+            raise lost_error(record.site, record.address, record.job_id, lost) from None
+        if final != "SUCCEEDED":
+            typer.echo(f"job {record.job_id} on site {record.site} ended {final}", err=True)
+            raise typer.Exit(1)
     else:
         out(client.get_job_logs(record.job_id))  # type: ignore[attr-defined]
 

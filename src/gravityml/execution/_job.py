@@ -32,6 +32,8 @@ def gravityml_version() -> str:
 
 #: The folder of the gravityml package, shipped to a site's cluster with the job.
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+#: The home store's keys of a data move travel to the destination job as ``GRAVITYML_SOURCE_AWS_ACCESS_KEY_ID``...
+SOURCE_KEY_PREFIX = "GRAVITYML_SOURCE_"
 #: A line the remote side prints when the job is registered: the JobResult as JSON follows it.
 RESULT_MARK = "GRAVITYML_RESULT "
 
@@ -73,6 +75,8 @@ class PlacedJob:
     moved_gb: float = 0.0
     #: The home site's store (endpoint, region: never a key) when the plan moves the data.
     source_store: dict[str, str] = field(default_factory=dict)
+    #: The *names* of the variables that hold the home store's keys (AWS_ACCESS_KEY_ID -> its variable).
+    source_key_env: dict[str, str] = field(default_factory=dict)
     #: What the job asks of a cluster, from the plan: CPUs, GPUs, memory (None: not asked).
     cpus: float = 1.0
     gpus: float = 0.0

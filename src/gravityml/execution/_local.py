@@ -19,7 +19,8 @@ import yaml
 from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
 from gravityml.compute import describe_hardware, resolve_device
 from gravityml.data import load_dataset
-from gravityml.execution._job import PlacedJob, ensure_experiment, spec_digest
+from gravityml.errors import DataError
+from gravityml.execution._job import SOURCE_KEY_PREFIX, PlacedJob, ensure_experiment, spec_digest
 from gravityml.execution._placement import record_egress, record_metered, start_meter, stopped_for_budget
 from gravityml.paradigms import TrainContext, train
 from gravityml.spec import JobSpec
@@ -240,13 +241,26 @@ def _registered_result(experiment: str, ws: Workspace, version: ModelVersion) ->
 
 
 def _load_data(spec: JobSpec, job: PlacedJob) -> Any:
-    """The job's rows, read where it runs; a move the plan chose is read from the home site's store."""
+    """The job's rows, read where it runs; a move the plan chose is read from the home site's store with
+    the home site's keys (``GRAVITYML_SOURCE_AWS_*`` on a cluster, the catalog's variables here), and only
+    for that read: everything the job writes afterwards uses its own site's keys."""
     if spec.data is None:
         return None
     if job.moves_from is None or not job.source_store:
         return load_dataset(spec)
-    saved = {k: os.environ.get(k) for k in job.source_store}
-    os.environ.update(job.source_store)  # pyarrow's S3 filesystem reads AWS_ENDPOINT_URL and the region
+    source = dict(job.source_store)  # pyarrow's S3 filesystem reads AWS_ENDPOINT_URL, the region and the keys
+    for target, name in job.source_key_env.items():
+        value = os.environ.get(SOURCE_KEY_PREFIX + target) or os.environ.get(name)
+        if not value:
+            raise DataError(
+                f"data.source: the plan moves {spec.data.source!r} from site {job.moves_from!r}, and the key "
+                f"${name} of that site's store is not set", allowed="the home site's key, in the variable its storage names",
+                got=name,
+                fix=f"export {name}=<site {job.moves_from}'s key> where the job is submitted",
+            )
+        source[target] = value
+    saved = {k: os.environ.get(k) for k in source}
+    os.environ.update(source)
     try:
         return load_dataset(spec)
     finally:

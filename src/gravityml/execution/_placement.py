@@ -95,6 +95,9 @@ class Placed:
             moves_from=d.home_site if moves else None,
             moved_gb=d.size_gb if moves else 0.0,
             source_store={k: v for k, v in (store.env({}) if store is not None else {}).items()},
+            source_key_env={target: name for target, name in (
+                ("AWS_ACCESS_KEY_ID", store.access_key_env if store is not None else None),
+                ("AWS_SECRET_ACCESS_KEY", store.secret_key_env if store is not None else None)) if name},
             **self._resources(),
         )
 

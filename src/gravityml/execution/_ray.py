@@ -33,13 +33,22 @@ from urllib.parse import urlparse
 from gravityml._typing import MetricSink
 from gravityml.data import Site
 from gravityml.errors import ExecutorError, GravityMLError, JobFailedError
-from gravityml.execution._job import PACKAGE_DIR, RESULT_MARK, PlacedJob, ensure_experiment, gravityml_version
+from gravityml.execution._job import (
+    PACKAGE_DIR,
+    RESULT_MARK,
+    SOURCE_KEY_PREFIX,
+    PlacedJob,
+    ensure_experiment,
+    gravityml_version,
+)
 from gravityml.execution._jobs import ERROR_MARK, JobRecord, append_record, find_resumable
 from gravityml.execution._local import JobResult
 from gravityml.placement import Entry, ledger_append
 from gravityml.tracking import LINEAGE_PREFIX, Workspace
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+#: Tag on a run whose cluster went away while it ran (``gravityml jobs list`` shows the job as lost).
+LOST_TAG = f"{LINEAGE_PREFIX}cluster_lost"
 #: Last characters of a failed job's log kept on its run (an MLflow tag holds up to 8,000).
 LAST_LOGS_CHARS = 4000
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")  # would override the address we pass
@@ -114,11 +123,11 @@ def connect(address: str, *, site: str, timeout_s: float, token_env: str | None 
                 got=token_env, fix=f"export {token_env}=<the cluster's token> (`ray get-auth-token` on the head)",
             )
         headers["Authorization"] = f"Bearer {token}"
+    deadline = time.monotonic() + timeout_s  # one deadline for the TCP probe and the client together
     why = _probe(address, timeout_s)
     if why is not None:
         raise ExecutorError(f"site {site!r}: cannot reach its Ray cluster at {address!r}: {why}", got=address, fix=fix)
     box: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout_s
 
     def build() -> None:
         while True:
@@ -137,7 +146,7 @@ def connect(address: str, *, site: str, timeout_s: float, token_env: str | None 
 
     thread = threading.Thread(target=build, name=f"connect-{site}", daemon=True)
     thread.start()
-    thread.join(timeout_s)
+    thread.join(max(deadline - time.monotonic(), 0.0))
     session_fix = (f"raise sites.{site}.connect_timeout_s, start the head with RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S "
                    f"set higher (Ray's default is 30 s; see ray_client_server_*.err on the head), or name the job "
                    f"server itself (sites.{site}.executor: http://HOST:8265)")
@@ -215,8 +224,30 @@ def runtime_env(job: PlacedJob, site_name: str, site: Site, address: str, run_id
         env.update(site.storage.env())  # keys come from the variables the catalog names, never the catalog
         if site.storage.endpoint_url:
             env["MLFLOW_S3_ENDPOINT_URL"] = site.storage.endpoint_url
+    env.update(source_keys(job))
     package = str(PACKAGE_DIR)
     return {"env_vars": env, "py_modules": [package, *_user_code(job)]}
+
+
+def source_keys(job: PlacedJob, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The keys of the home site's store for a data move, from the variables its catalog entry names.
+
+    They travel as ``GRAVITYML_SOURCE_AWS_*``: the destination job reads the moved data with them and
+    writes everything else (its model, its artefacts) with its own site's keys.
+    """
+    environ = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for target, name in job.source_key_env.items():
+        if name not in environ:
+            raise ExecutorError(
+                f"the plan moves the data of {job.name!r} from site {job.moves_from!r}, whose store keys are named "
+                f"${name}, and ${name} is not set", allowed="the home site's key, in the variable its storage names",
+                got=name,
+                fix=f"export {name}=<site {job.moves_from}'s key> (a move reads with the home site's keys, "
+                "and writes with the destination's)",
+            )
+        out[SOURCE_KEY_PREFIX + target] = environ[name]
+    return out
 
 
 def resources(job: PlacedJob) -> dict[str, Any]:
@@ -265,12 +296,15 @@ class RayExecutor:
                 "(an `mlflow server --serve-artifacts`), or set MLFLOW_TRACKING_URI",
             )
         job = dataclasses.replace(job, tracking_uri=job.tracking_uri or workspace.tracking_uri)
+        source_keys(job)  # a move's home-store keys are set, or one line before anything is created
         client = self.client()
         ray_job_id = f"gravityml-{job.name}-{uuid.uuid4().hex[:8]}"
         previous = find_resumable(workspace, job.name, self.site_name) if resume else None
         run_id = previous.run_id if previous is not None else self._create_run(workspace, job, ray_job_id, extra_tags)
         if previous is not None:
             workspace.client.set_tag(run_id, f"{LINEAGE_PREFIX}ray_job_id", ray_job_id)
+            if LOST_TAG in workspace.client.get_run(run_id).data.tags:  # its cluster is back: no longer lost
+                workspace.client.delete_tag(run_id, LOST_TAG)
         entrypoint = f"{shlex.quote(self.site.python)} -m gravityml.execution._remote"
         try:
             client.submit_job(
@@ -295,7 +329,13 @@ class RayExecutor:
                                            tracking_uri=workspace.tracking_uri))
         self.on_log(f"submitted {ray_job_id} to site {self.site_name!r} ({self.address}); run {run_id}\n")
         try:
-            status, logs = follow(client, ray_job_id, self.on_log, self.poll_s)
+            status, logs = follow(client, ray_job_id, self.on_log, self.poll_s,
+                                  lost_after_s=self.site.connect_timeout_s)
+        except ClusterLost as lost:
+            workspace.client.set_tag(run_id, LOST_TAG, f"no answer from {self.address} for {lost.silent_s:.0f} s: "
+                                     f"{lost.cause[:300]}")
+            _end_run(workspace, run_id, "FAILED", lost.logs)
+            raise lost_error(self.site_name, self.address, ray_job_id, lost, run_id) from None
         except KeyboardInterrupt:
             client.stop_job(ray_job_id)
             _end_run(workspace, run_id, "KILLED", "interrupted: the job was stopped on the cluster")
@@ -351,14 +391,71 @@ def _end_run(workspace: Workspace, run_id: str, status: str, logs: str) -> None:
         client.set_terminated(run_id, status=status)
 
 
+class ClusterLost(Exception):
+    """The job server stopped answering while a job was followed (refused, reset or silent) for longer
+    than the site's connect timeout: the cluster went away. Carries the log text seen until then."""
+
+    def __init__(self, cause: str, logs: str, silent_s: float) -> None:
+        super().__init__(cause)
+        self.cause, self.logs, self.silent_s = cause, logs, silent_s
+
+
+def _answer(call: Callable[[], Any], timeout_s: float) -> Any:
+    """``call()``, or TimeoutError when it does not return within ``timeout_s`` (the Ray Jobs client's
+    requests have no timeout of their own: a head that vanished from the network would hang them)."""
+    box: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=go, name="ray-jobs-poll", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def lost_error(site: str, address: str, job_id: str, lost: ClusterLost, run_id: str | None = None) -> ExecutorError:
+    """The one line for a cluster that went away while ``job_id`` ran on it."""
+    ended = f"; run {run_id} ended FAILED and nothing was registered" if run_id else ""
+    return ExecutorError(
+        f"site {site!r}: its Ray cluster at {address!r} went away while job {job_id} was running (no answer for "
+        f"{lost.silent_s:.0f} s: {lost.cause[:200]}){ended}",
+        allowed=f"a job server that answers within sites.{site}.connect_timeout_s", got=address,
+        fix=f"bring the cluster back (ray start --head on site {site}), then `gravityml train JOB.yaml --resume` "
+        "resubmits the job there and the same run goes on from its last checkpoint on the site's workspace; "
+        "`gravityml jobs list` shows it as lost",
+    )
+
+
 def follow(client: Any, job_id: str, on_log: Callable[[str], None], poll_s: float = 0.5,
-           stop_when: Callable[[str], bool] = lambda status: status in TERMINAL) -> tuple[str, str]:
-    """Stream the job's new log text to ``on_log`` until ``stop_when(status)``; returns (status, logs)."""
-    seen = 0
+           stop_when: Callable[[str], bool] = lambda status: status in TERMINAL,
+           lost_after_s: float = 30.0) -> tuple[str, str]:
+    """Stream the job's new log text to ``on_log`` until ``stop_when(status)``; returns (status, logs).
+
+    A job server that does not answer (refused, reset, silent) for ``lost_after_s`` raises
+    :class:`ClusterLost`; shorter gaps (a restarting dashboard) are waited out.
+    """
+    seen, logs, failing_since = 0, "", None
     while True:
-        status = str(client.get_job_status(job_id))
+        try:
+            status = str(_answer(lambda: client.get_job_status(job_id), lost_after_s))
+            logs = str(_answer(lambda: client.get_job_logs(job_id), lost_after_s))
+        except Exception as exc:  # noqa: BLE001 - requests' connection errors, HTTP 5xx, timeouts
+            now = time.monotonic()
+            failing_since = failing_since if failing_since is not None else now
+            if now - failing_since >= lost_after_s:
+                raise ClusterLost(_last_line(exc), logs, now - failing_since) from None
+            time.sleep(poll_s)
+            continue
+        failing_since = None
         status = status.rsplit(".", 1)[-1]  # JobStatus.SUCCEEDED -> SUCCEEDED
-        logs = client.get_job_logs(job_id)
         if len(logs) > seen:
             on_log(logs[seen:])
             seen = len(logs)
