@@ -39,7 +39,7 @@ def test_two_sites_on_two_ray_clusters_in_a_private_network(tmp_path: Path) -> N
     if reason:
         pytest.skip(reason)
     inner = (f"ip link set lo up && exec {sys.executable} -m pytest {MODULE} -q -x -p no:cacheprovider "
-             f"--basetemp={tmp_path / 'inner'} --timeout=600")
+             f"--basetemp={tmp_path / 'inner'} --timeout=600 --durations=20")
     env = {**os.environ, "GRAVITYML_NETNS": "1"}
     env.pop("PYTEST_XDIST_WORKER", None)
     done = subprocess.run(["unshare", "-n", "sh", "-c", inner], cwd=ROOT, env=env, capture_output=True, text=True,
