@@ -115,7 +115,9 @@ PREDICTION_COLUMNS = {
 
 
 def test_every_catalog_row_has_a_tiny_job() -> None:
-    missing = sorted(set(MODEL_TYPES) - {tiny.get("type", name) for name, tiny in TINY.items()})
+    # The spark rows train in tests/spark (one Spark session per module; a JVM per contract case costs minutes).
+    spark = {n for n, row in MODEL_TYPES.items() if row.backend == "spark"}
+    missing = sorted(set(MODEL_TYPES) - spark - {tiny.get("type", name) for name, tiny in TINY.items()})
     assert not missing, f"add these model types to TINY in {__file__}: {missing}"
 
 

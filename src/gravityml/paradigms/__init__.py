@@ -24,6 +24,8 @@ TRAINERS: dict[tuple[str, str], str] = {
     ("unsupervised", "torch"): "gravityml.paradigms.unsupervised:train_autoencoder",
     ("semi_supervised", "sklearn"): "gravityml.paradigms.semi_supervised:train",
     ("semi_supervised", "torch"): "gravityml.paradigms.semi_supervised:train",
+    ("supervised", "spark"): "gravityml.paradigms.spark:train",
+    ("unsupervised", "spark"): "gravityml.paradigms.spark:train",
 }
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-Backend = Literal["sklearn", "torch", "sb3", "tensorflow"]
+Backend = Literal["sklearn", "torch", "sb3", "tensorflow", "spark"]
 TaskName = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
 
 #: model.params keys the unsupervised trainers read themselves (not passed to the estimator).
@@ -129,6 +129,17 @@ def _sb3(name: str, summary: str, cls: str, spaces: str, *, off_policy: bool) ->
     )
 
 
+#: What the spark trainer sets on a pyspark.ml estimator itself (its columns, from the data; the seed).
+SPARK_SET = ("featuresCol", "labelCol", "predictionCol", "probabilityCol", "rawPredictionCol", "seed", "weightCol",
+             "leafCol", "validationIndicatorCol")
+
+
+def _spark(name: str, tasks: str, summary: str, **estimators: str) -> ModelType:
+    """A pyspark.ml estimator trained by a Spark job where the table lives (paradigms/spark)."""
+    return ModelType(name, frozenset(tasks.split()), "spark", summary, "spark",
+                     {k: f"pyspark.ml.{v}" for k, v in estimators.items()}, platform_set=SPARK_SET)
+
+
 _ROWS = [
     # Supervised, scikit-learn backed. Semi-supervised self-training wraps any of the classifiers.
     _sk("logistic_regression", "supervised semi_supervised", "linear classifier", "linear_model:LogisticRegression"),
@@ -188,6 +199,18 @@ _ROWS = [
     _sb3("dqn", "deep Q-network (discrete actions)", "DQN", "Discrete", off_policy=True),
     _sb3("sac", "soft actor-critic (continuous actions)", "SAC", "Box", off_policy=True),
     _sb3("td3", "twin delayed DDPG (continuous actions)", "TD3", "Box", off_policy=True),
+    # Spark MLlib (paradigms/spark; the `spark` extra): trained on a Spark site's cluster, or local[N] here.
+    _spark("spark_logistic_regression", "supervised", "Spark MLlib logistic regression",
+           classification="classification:LogisticRegression"),
+    _spark("spark_random_forest", "supervised", "Spark MLlib random forest",
+           classification="classification:RandomForestClassifier", regression="regression:RandomForestRegressor"),
+    _spark("spark_gbt", "supervised", "Spark MLlib gradient-boosted trees",
+           classification="classification:GBTClassifier", regression="regression:GBTRegressor"),
+    _spark("spark_linear_regression", "supervised", "Spark MLlib linear regression",
+           regression="regression:LinearRegression"),
+    _spark("spark_kmeans", "unsupervised", "Spark MLlib k-means", estimator="clustering:KMeans"),
+    _spark("spark_gaussian_mixture", "unsupervised", "Spark MLlib Gaussian mixture",
+           estimator="clustering:GaussianMixture"),
 ]
 
 MODEL_TYPES: dict[str, ModelType] = {row.name: row for row in _ROWS}

@@ -77,10 +77,6 @@ def build_pipeline(frame: Any, features: list[str], target: str | None, problem:
     stages.append(VectorAssembler(inputCols=inputs, outputCol=FEATURES, handleInvalid="keep"))
     if problem == "classification":
         stages.insert(0, StringIndexer(inputCol=target, outputCol=LABEL, stringOrderType="alphabetAsc"))
-    elif problem == "regression":
-        from pyspark.ml.feature import SQLTransformer
-
-        stages.insert(0, SQLTransformer(statement=f"SELECT *, CAST(`{target}` AS DOUBLE) AS {LABEL} FROM __THIS__"))
     stages.append(estimator)
     return Pipeline(stages=stages)
 
@@ -148,12 +144,21 @@ def train_spark(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     test_fraction: float = 0.2,
+    split_seed: int | None = None,
 ) -> tuple[SparkModel, dict[str, float]]:
-    """Fit the pipeline on the training split of ``frame`` (a Spark DataFrame) and evaluate both splits."""
+    """Fit the pipeline on the training split of ``frame`` (a Spark DataFrame) and evaluate both splits.
+
+    ``seed`` seeds the estimator, ``split_seed`` (default: ``seed``) the split.
+    """
     features = features or [c for c in frame.columns if c != target]
     estimator = _estimator(model_type, problem, dict(params or {}), seed)
     pipeline = build_pipeline(frame, features, target, problem, estimator)
-    train, test = stratified_split(frame, target if problem == "classification" else None, test_fraction, seed)
+    split_target = target if problem == "classification" else None
+    if problem == "regression":  # the label as a column, not a stage: scoring rows carry no target
+        from pyspark.sql import functions as F
+
+        frame = frame.withColumn(LABEL, F.col(f"`{target}`").cast("double"))
+    train, test = stratified_split(frame, split_target, test_fraction, seed if split_seed is None else split_seed)
     train = train.cache()
     try:
         fitted = pipeline.fit(train)
@@ -177,3 +182,81 @@ def train_spark(
             "problem": problem, "labels": labels, "engine": "spark"}
     model = SparkModel(fitted, kind=kind, schema=_schema(frame, fitted, features, target, problem, labels), meta=meta)  # type: ignore[arg-type]
     return model, metrics
+
+
+def _problem(frame: Any, target: str | None, asked: str, task: str) -> str:
+    """clustering (unsupervised), the spec's problem, or one inferred from the target column's type."""
+    if task == "unsupervised":
+        return "clustering"
+    if asked != "auto":
+        return asked
+    if target is None:
+        raise TrainingError("data.target: a supervised Spark model needs a target column", got=None,
+                            fix="add data.target")
+    kind = dict(frame.dtypes)[target]
+    if kind in ("string", "boolean"):
+        return "classification"
+    if kind in ("int", "bigint", "smallint", "tinyint"):
+        from gravityml.data._dataset import MAX_CLASSES_FOR_INTEGER_TARGET
+
+        distinct = frame.select(target).distinct().limit(MAX_CLASSES_FOR_INTEGER_TARGET + 1).count()
+        return "classification" if distinct <= MAX_CLASSES_FOR_INTEGER_TARGET else "regression"
+    return "regression"
+
+
+def train(ctx: Any) -> Any:
+    """The paradigm entry point for the spark rows of the model table (``TRAINERS``).
+
+    The session is the one this process has (a Spark site's executor opened it on the site's master),
+    else a local one. Rows already read (``ctx.dataset``, a job run here) become a Spark DataFrame;
+    otherwise the session's executors read ``data.source`` where it lives.
+    """
+    from pyspark.sql import SparkSession
+
+    from gravityml.data._spark import read_spark_table, spark_fingerprint
+    from gravityml.models._spark import local_session
+    from gravityml.paradigms._base import TrainResult
+
+    spec = ctx.spec
+    session = SparkSession.getActiveSession() or local_session()
+    data = spec.data
+    tags: dict[str, str] = {}
+    if ctx.dataset is not None:
+        ds = ctx.dataset
+        target = ds.target if spec.task == "supervised" else None
+        features = list(ds.features)
+        frame = session.createDataFrame(ds.frame[features + ([target] if target else [])].reset_index(drop=True))
+        asked = ds.problem or "auto"
+    else:
+        if data is None:
+            raise TrainingError("data: a Spark model trains on a table", got=None, fix="add data.source")
+        frame, location = read_spark_table(session, data.source, spec.base_dir, header=data.header)
+        target = data.target if spec.task == "supervised" else None
+        drop = set(data.drop) | {data.target}
+        features = list(data.features or [c for c in frame.columns if c not in drop])
+        missing = [c for c in [*features, *([target] if target else [])] if c not in frame.columns]
+        if missing:
+            raise TrainingError(f"data: {missing} are not columns of {location!r}", allowed=list(frame.columns),
+                                got=missing, fix="name columns of the table")
+        frame = frame.select(*features, *([target] if target else []))
+        asked = data.problem
+        tags.update(data_uri=location, data_fingerprint=spark_fingerprint(frame, location))
+    problem = _problem(frame, target, asked, spec.task)
+    if spec.model.type == "spark_gbt" and problem == "classification" and target is not None:
+        classes = frame.select(target).distinct().limit(3).count()
+        if classes > 2:
+            raise TrainingError(
+                "model.type: spark_gbt classifies two classes (Spark's GBTClassifier is binary)",
+                allowed="a target with 2 classes", got=f"{classes}+ classes in {target!r}",
+                fix="use spark_random_forest or spark_logistic_regression for more classes",
+            )
+    split = data.split if data is not None else None
+    model, metrics = train_spark(
+        frame, model_type=spec.model.type, features=features, target=target, problem=problem,
+        params=dict(spec.model.params), seed=spec.train.seed, test_fraction=split.test if split else 0.2,
+        split_seed=split.seed if split else None,
+    )
+    sc = session.sparkContext
+    tags.update(engine="spark", spark_master=str(sc.master), spark_app_id=str(sc.applicationId),
+                spark_version=str(session.version))
+    return TrainResult(model=model, metrics=metrics, tags=tags)
