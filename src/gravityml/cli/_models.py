@@ -131,17 +131,30 @@ def compare(
 @app.command()
 def predict(
     model: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
-    input: Path = typer.Argument(..., help="Rows to score: CSV, Parquet or JSON Lines."),  # noqa: A002
-    output: Path = typer.Option(..., "-o", "--output", help="Where to write the scored rows (.csv, .parquet, .jsonl)."),
+    input: str = typer.Argument(..., help="Rows to score: CSV, Parquet or JSON Lines (with --site: a folder or "  # noqa: A002
+                                "s3:// prefix of them)."),
+    output: str = typer.Option(..., "-o", "--output", help="Where to write the scored rows (.csv, .parquet, .jsonl; "
+                               "with --site: a folder or s3:// prefix, Parquet files and _SUCCESS)."),
     proba: bool = typer.Option(False, "--proba", help="Add every class's probability (proba_<class>)."),
     only_predictions: bool = typer.Option(False, "--only-predictions", help="Leave the input columns out."),
     log_predictions: str | None = typer.Option(None, "--log-predictions", help="Also log inputs and outputs as "
                                                "Parquet to this folder or s3:// prefix (for `gravityml monitor`)."),
     log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of rows logged."),
+    site: str | None = typer.Option(None, "--site", help="Score with Ray Data on this site's Ray cluster."),
+    catalog: Path | None = typer.Option(None, "--catalog", help="Catalog file, with --site (default: gravityml.yaml "
+                                        "here or in GRAVITYML_HOME)."),
+    concurrency: int | None = typer.Option(None, "--concurrency", help="Scoring actors, with --site (default: half "
+                                           "the cluster's CPUs)."),
+    batch_size: int = typer.Option(4096, "--batch-size", help="Rows per batch an actor scores, with --site."),
 ) -> None:
     """Score a file with a model: prediction and confidence per row, written atomically."""
     from gravityml.inference import predict_file
 
+    if site is not None:
+        _predict_on_site(model, input, output, site=site, catalog=catalog, concurrency=concurrency,
+                         batch_size=batch_size, proba=proba, keep_input=not only_predictions,
+                         log_predictions=log_predictions)
+        return
     logger = None
     if log_predictions is not None:
         from gravityml.cli._lifecycle import prediction_logger
@@ -157,6 +170,23 @@ def predict(
     if logger is not None:
         console.print(f"logged {logger.logged_rows} rows to {', '.join(logger.files) or log_predictions}"
                       + (f" ({logger.dropped_rows} dropped)" if logger.dropped_rows else ""))
+
+
+def _predict_on_site(model: str, input_uri: str, output_uri: str, *, site: str, catalog: Path | None,
+                     concurrency: int | None, batch_size: int, proba: bool, keep_input: bool,
+                     log_predictions: str | None) -> None:
+    """`predict --site`: Ray Data on the site's cluster, output published whole or not at all."""
+    from gravityml.errors import SpecError
+    from gravityml.execution._raydata import predict_on_site
+
+    if log_predictions is not None:
+        raise SpecError("--log-predictions", "is not available with --site", got=log_predictions,
+                        fix="score on the site without it, or log from `gravityml serve`")
+    result = predict_on_site(model, input_uri, output_uri, site=site, catalog=catalog, concurrency=concurrency,
+                             batch_size=batch_size, proba=proba, keep_input=keep_input)
+    spread = ", ".join(f"{node[:8]}: {rows}" for node, rows in sorted(result.rows_by_node.items()))
+    console.print(f"scored {result.rows} rows of {result.files} files with {result.model_ref} on site {site!r} "
+                  f"-> {result.output} ({len(result.outputs)} Parquet files, _SUCCESS; rows by node {spread})")
 
 
 @app.command()
