@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import gravityml.errors as errors
@@ -308,11 +308,11 @@ def score_on_cluster(job: BatchJob, *, on_log: Callable[[str], None] | None = No
     tmp_path = f"{out_path}/{TMP_PREFIX}{job.job_id}"
     concurrency = job.concurrency or default_concurrency(ray.cluster_resources().get("CPU", 1))
     say(f"scoring {len(files)} files with {job.ref} on {concurrency} actors -> {job.output}")
-    tally = ray.remote(num_cpus=0)(_Tally).remote()
+    tally: Any = ray.remote(num_cpus=0)(_Tally).remote()
     try:
         scored = (
             ray.data.from_items([{"file": f} for f in files], override_num_blocks=len(files))
-            .map_batches(_read_file, batch_size=1, batch_format="pandas",
+            .map_batches(cast(Any, _read_file), batch_size=1, batch_format="pandas",
                          fn_kwargs={"tally": tally, "rows_per_block": job.batch_size})
             .map_batches(_Scorer, batch_size=None, batch_format="pandas", concurrency=concurrency,
                          num_cpus=1, fn_constructor_kwargs={"ref": job.ref, "proba": job.proba,
