@@ -2,7 +2,9 @@
 // isolation needed). The form is built from metadata.json: one field per training column.
 "use strict";
 
-ort.env.wasm.wasmPaths = "vendor/";
+// An absolute URL: the runtime import()s its .mjs glue from here, and "vendor/..." alone would be a
+// bare module specifier, which the browser refuses.
+ort.env.wasm.wasmPaths = new URL("vendor/", document.baseURI).href;
 ort.env.wasm.numThreads = 1;
 
 const el = (id) => document.getElementById(id);
