@@ -55,6 +55,17 @@ const shown = [];
 """
 
 
+def _cli(*args: str) -> int:
+    """``gravityml ARGS`` in-process: its exit code."""
+    from gravityml.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def _handler(directory: Path) -> type[http.server.SimpleHTTPRequestHandler]:
     class Quiet(http.server.SimpleHTTPRequestHandler):
         # The wasm loader and its .mjs glue need these types (streaming compile, module import).
@@ -70,16 +81,9 @@ def _handler(directory: Path) -> type[http.server.SimpleHTTPRequestHandler]:
 @pytest.fixture(scope="module")
 def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``gravityml export iris --format web -o DIR``, run in-process like a user would type it."""
-    from gravityml.cli import main
-
     target = tmp_path_factory.mktemp("web-export") / "iris-web"
     with workspace_env(trained):
-        try:
-            main(["export", "iris", "--format", "web", "-o", str(target)])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    assert code == 0
+        assert _cli("export", "iris", "--format", "web", "-o", str(target)) == 0
     return target
 
 
@@ -173,9 +177,31 @@ def test_page_in_chromium_shows_what_predict_gives(trained: Path, exported: Path
     (["--format", "web", "--quantize", "int8"], r"--quantize: applies to --format onnx only, not --format web"),
 ])
 def test_export_format_refused_up_front(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from gravityml.cli import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(["export", "no-such-model", *args])
-    assert exc.value.code == 2
+    assert _cli("export", "no-such-model", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_ort_export_runs_in_onnxruntime_as_predict_does(trained: Path, tmp_path: Path) -> None:
+    """``--format ort``: model.ort, read by a bare onnxruntime session (no gravityml), gives predict's labels."""
+    import numpy as np
+    import onnxruntime as ort
+
+    import gravityml
+
+    target = tmp_path / "iris-ort"
+    with workspace_env(trained):
+        assert _cli("export", "iris", "--format", "ort", "-o", str(target)) == 0
+        rows = _held_out(trained)
+        expected = gravityml.load("iris").predict(rows)
+    assert sorted(p.name for p in target.iterdir()) == ["metadata.json", "model.onnx", "model.ort", "parity.json"]
+    parity = json.loads((target / "parity.json").read_text())
+    assert parity["passed"] and parity["label_agreement"] == 1.0 and parity["size_bytes"]["ort"] > 0
+
+    meta = json.loads((target / "metadata.json").read_text())
+    session = ort.InferenceSession(str(target / "model.ort"), providers=["CPUExecutionProvider"])
+    feeds = {spec["name"]: rows[spec["columns"]].to_numpy(dtype=np.float32) for spec in meta["inputs"]}
+    names = [o.name for o in session.get_outputs()]
+    proba = session.run(None, feeds)[names.index(meta["outputs"]["probabilities"])]
+    labels = [meta["label_map"][str(i)] for i in np.argmax(proba, axis=1)]
+    assert labels == expected["prediction"].astype(str).tolist()
+    assert np.abs(proba.max(axis=1) - expected["confidence"].to_numpy(dtype=float)).max() <= CONFIDENCE_TOL
