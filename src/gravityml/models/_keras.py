@@ -158,14 +158,16 @@ def _mlp(keras: Any, x: Any, n_out: int, hidden: list[int], dropout: float) -> A
 
 
 def _residual(keras: Any, x: Any, c_in: int, c_out: int, stride: int) -> Any:
-    """conv-BN-ReLU-conv-BN plus the input (the torch CNN's block, channels last)."""
+    """conv-BN-ReLU-conv-BN plus the input (the torch CNN's block, channels last). BatchNorm's
+    momentum is torch's (0.1 there, 0.9 in Keras' convention): Keras' 0.99 leaves the running
+    statistics far from the data after a few hundred steps (examples/keras_cnn.yaml: 0.84 test accuracy with 0.99, 0.98 with 0.9)."""
     layers = keras.layers
     out = layers.Conv2D(c_out, 3, strides=stride, padding="same", use_bias=False)(x)
-    out = layers.ReLU()(layers.BatchNormalization()(out))
-    out = layers.BatchNormalization()(layers.Conv2D(c_out, 3, padding="same", use_bias=False)(out))
+    out = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(out))
+    out = layers.BatchNormalization(momentum=0.9)(layers.Conv2D(c_out, 3, padding="same", use_bias=False)(out))
     skip = x
     if stride != 1 or c_in != c_out:
-        skip = layers.BatchNormalization()(layers.Conv2D(c_out, 1, strides=stride, use_bias=False)(x))
+        skip = layers.BatchNormalization(momentum=0.9)(layers.Conv2D(c_out, 1, strides=stride, use_bias=False)(x))
     return layers.ReLU()(layers.Add()([out, skip]))
 
 
@@ -173,7 +175,7 @@ def _cnn(keras: Any, x: Any, shape: list[int], n_out: int, channels: int, blocks
     """The torch ``cnn``'s shape: a stem, ``blocks`` residual blocks (each after the first doubles
     the width and halves the image while it is at least 8 pixels on a side), pooling, a linear head."""
     layers = keras.layers
-    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(int(channels), 3, padding="same", use_bias=False)(x)))
+    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9)(layers.Conv2D(int(channels), 3, padding="same", use_bias=False)(x)))
     width, side = int(channels), min(shape[1], shape[2])
     for i in range(int(blocks)):
         stride = 2 if i > 0 and side >= 8 else 1
