@@ -250,7 +250,10 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
             env = {**creds, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
                    # The Ray Client proxier gives a new per-client server 30 s to come up; a loaded 2-core
                    # machine needs longer (CI failed a ray:// connect with "Initialization failure").
-                   "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": str(CLIENT_SERVER_START_S)}
+                   "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": str(CLIENT_SERVER_START_S),
+                   # Explicit: unset, Ray 2.60 turns token auth on when ~/.ray/auth_token exists (any local
+                   # ray.init() on this machine writes one).
+                   "RAY_AUTH_MODE": "disabled"}
             if name == "b":
                 env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=TOKEN)
             heads[name] = _start([

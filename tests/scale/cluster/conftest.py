@@ -189,7 +189,10 @@ def scale_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleClu
     root = tmp_path_factory.mktemp("scale")
     procs: dict[str, subprocess.Popen] = {}
     temp_dir = f"/tmp/gml-scale-ray-{os.getpid()}"
-    ray_env = {**CREDS, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+    # RAY_AUTH_MODE explicit: unset, Ray 2.60 turns token auth on for a head when ~/.ray/auth_token exists,
+    # which any local ray.init() on this machine writes (the harness then reads 401 from the dashboard).
+    ray_env = {**CREDS, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
+               "RAY_AUTH_MODE": "disabled"}
     try:
         procs["s3"] = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)], root / "s3.log")
         procs["mlflow"] = _start([
