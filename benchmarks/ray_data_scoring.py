@@ -45,6 +45,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gml-raydata-bench-"))
     os.environ["GRAVITYML_HOME"] = str(tmp / "ws")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    # A new local ray.init() would otherwise turn on token auth and save ~/.ray/auth_token, which every
+    # later `ray start --head` of this user then enforces (the test harnesses' clusters among them).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     import ray
 
