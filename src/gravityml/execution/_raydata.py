@@ -314,7 +314,8 @@ def score_on_cluster(job: BatchJob, *, on_log: Callable[[str], None] | None = No
             ray.data.from_items([{"file": f} for f in files], override_num_blocks=len(files))
             .map_batches(cast(Any, _read_file), batch_size=1, batch_format="pandas",
                          fn_kwargs={"tally": tally, "rows_per_block": job.batch_size})
-            .map_batches(_Scorer, batch_size=None, batch_format="pandas", concurrency=concurrency,
+            .map_batches(_Scorer, batch_size=None, batch_format="pandas",
+                         compute=ray.data.ActorPoolStrategy(size=concurrency),
                          num_cpus=1, fn_constructor_kwargs={"ref": job.ref, "proba": job.proba,
                                                             "keep_input": job.keep_input, "tally": tally})
         )
