@@ -99,10 +99,16 @@ TINY.update(
             "data": SUPERVISED_CLS, "model": {"entry_point": "my_nets.residual:build"}, "params": {"width": 8, "blocks": 1},
             "train": {"epochs": 2}, "path": _OWN_TORCH,
         },
+        "keras": {
+            "data": SUPERVISED_CLS, "model": {"entry_point": "contract_keras_nets:build"}, "params": {"width": 8},
+            "train": {"epochs": 2}, "path": Path(__file__).parent / "own_keras",
+        },
     }
 )
+#: Cases that import TensorFlow share one xdist worker (the import alone takes seconds).
+_TENSORFLOW_CASES = {"keras"}
 #: Exported to ONNX with parity inside the contract (the built-in types have their own export tests).
-ONNX_IN_CONTRACT = ("sklearn", "sklearn/lightgbm", "torch")
+ONNX_IN_CONTRACT = ("sklearn", "sklearn/lightgbm", "torch", "keras")
 
 PREDICTION_COLUMNS = {
     "classifier": {"prediction", "confidence"},
@@ -121,7 +127,8 @@ def test_every_catalog_row_has_a_tiny_job() -> None:
     assert not missing, f"add these model types to TINY in {__file__}: {missing}"
 
 
-@pytest.mark.parametrize("case", sorted(TINY))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xdist_group("tensorflow")) if c in _TENSORFLOW_CASES
+                                  else c for c in sorted(TINY)])
 def test_trains_saves_loads_predicts_and_rejects_bad_input(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = TINY[case]
     model_type = tiny.get("type", case)
