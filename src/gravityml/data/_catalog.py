@@ -25,6 +25,7 @@ sites says ``executor: local`` (then that site is this machine).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,7 @@ LOCAL_EXECUTOR = "local"
 #: Seconds to reach a site's cluster before the job is refused (``connect_timeout_s`` per site).
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
 _EXECUTOR_SCHEMES = ("http://", "https://", "ray://")
+_SPARK_MASTER = re.compile(r"spark://[^/\s:]+(:\d+)?(,[^/\s:]+(:\d+)?)*|local(\[(\d+|\*)(,\d+)?\])?|sc://[^\s]+")
 
 
 class CloudPrice(StrictModel):
@@ -137,6 +139,29 @@ class SiteStorage(StrictModel):
         return out
 
 
+class SparkCluster(StrictModel):
+    """A site's Spark cluster (``executor: {spark: MASTER}`` or ``{spark: {master: MASTER, ...}}``)."""
+
+    master: str = Field(..., description="spark://HOST:7077 (standalone), local[N] (this machine), sc://HOST:15002.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Spark properties of the job's session.")
+    driver_host: str | None = Field(None, description="Address the executors reach the driver at (spark.driver.host).")
+
+
+def _spark_executor(data: Any) -> Any:
+    """``executor: {spark: ...}`` becomes ``executor: MASTER`` plus ``spark: {master: MASTER, ...}``."""
+    if isinstance(data, Mapping) and isinstance(data.get("executor"), Mapping):
+        given = dict(data["executor"])
+        spark = given.pop("spark", None)
+        if given or spark is None:
+            raise CatalogError("executor", "an executor mapping names a Spark cluster: {spark: MASTER}",
+                               allowed=["{spark: spark://HOST:7077}", "{spark: {master: ..., conf: {...}}}"],
+                               got=data["executor"], fix="write executor: {spark: spark://HOST:7077}")
+        cluster = {"master": spark} if isinstance(spark, str) else spark
+        master = cluster.get("master") if isinstance(cluster, Mapping) else None
+        data = {**data, "executor": master, "spark": cluster}
+    return data
+
+
 class Site(StrictModel):
     """An on-prem data centre or a cloud region."""
 
@@ -150,6 +175,7 @@ class Site(StrictModel):
         description="'local' (this machine is at the site), the site's Ray job server (http://host:8265) or "
         "Ray Client address (ray://host:10001); none: planned and priced, never run.",
     )
+    spark: SparkCluster | None = Field(None, description="Set from executor: {spark: ...}: the site's Spark cluster.")
     launcher: Literal["skypilot"] | None = Field(None, description="Launch a cluster per job (clouds).")
     python: str = Field("python", description="The interpreter that runs the job on the site's cluster.")
     workspace: str | None = Field(None, description="Folder on the site's nodes for checkpoints and the ledger.")
@@ -168,6 +194,11 @@ class Site(StrictModel):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spark_form(cls, data: Any) -> Any:
+        return _spark_executor(data)
 
     @property
     def runnable(self) -> bool:
@@ -305,7 +336,14 @@ class Catalog(StrictModel):
 def _check_site(name: str, site: Site) -> None:
     """What the field types cannot say: executor forms, a country (not a bloc), queue waits that apply."""
     ex = site.executor
-    if ex is not None and ex != LOCAL_EXECUTOR and not ex.startswith(_EXECUTOR_SCHEMES):
+    if site.spark is not None and (ex != site.spark.master or not _SPARK_MASTER.fullmatch(ex)):
+        raise CatalogError(
+            f"sites.{name}.executor.spark",
+            "a Spark master is spark://HOST:PORT, local[N] or sc://HOST:PORT",
+            allowed=["spark://HOST:7077", "local[2]", "local[*]", "sc://HOST:15002"], got=site.spark.master,
+            fix="give the master URL `spark-class org.apache.spark.deploy.master.Master` prints (spark://...)",
+        )
+    if ex is not None and site.spark is None and ex != LOCAL_EXECUTOR and not ex.startswith(_EXECUTOR_SCHEMES):
         raise CatalogError(
             f"sites.{name}.executor",
             "an executor is 'local' or the address of the site's Ray cluster",

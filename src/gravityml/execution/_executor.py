@@ -5,7 +5,7 @@
     run_job(spec)
       place(spec, catalog)          plan -> enforce policy and budget -> calibrate only where the data may be
       executor_for(placed)          LocalExecutor (this machine is at the site) | RayExecutor (the site's
-                                    Ray cluster) | SkyPilotLauncher (a cloud cluster per job)
+                                    Ray cluster) | SparkExecutor (the site's Spark master) | SkyPilotLauncher
       executor.run(placed.job())    runs the placed job, never plans again; records where it ran
 
 An executor has one method, ``run``; nothing above it asks which one it has. A site with no
@@ -49,6 +49,10 @@ def executor_for(placed: Placed, *, on_log: Callable[[str], None] | None = None)
     name, site = placed.candidate.site, placed.site
     if site.executor == LOCAL_EXECUTOR:
         return LocalExecutor(name)
+    if site.spark is not None:
+        from gravityml.execution._spark import SparkExecutor
+
+        return SparkExecutor(name, site, on_log=on_log)
     if site.executor is not None:
         from gravityml.execution._ray import RayExecutor
 
