@@ -205,6 +205,8 @@ def main(argv: Sequence[str] | None = None, *, entry: Callable[..., Any] | None 
     """Entry point: user errors print one line and exit 2; ``--debug`` shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args or os.environ.get("GRAVITYML_DEBUG") == "1"
+    # MLflow draws a progress bar on stderr for every model it downloads: a user error must stay one line.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         code = (entry or app)(args=args, prog_name="gravityml", standalone_mode=False)
         if isinstance(code, int) and code:
