@@ -304,6 +304,7 @@ def fit_torch(
                         "history": result.history,
                         "precision": name,
                         "stopped_by": stop,
+                        "resumed_from": result.resumed_from,
                     },
                 )
                 last_save, save_cost = time.perf_counter(), time.perf_counter() - saving

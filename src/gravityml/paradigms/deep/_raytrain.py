@@ -66,7 +66,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     me = RayRank(rank=context.get_world_rank(), world=context.get_world_size(), backend=config["backend"])
-    local = Path(tempfile.mkdtemp(prefix=f"gravityml-raytrain-{me.rank}-"))
+    # The folder's name says which process holds which rank (for an operator, and the failure test).
+    local = Path(tempfile.mkdtemp(prefix=f"gravityml-raytrain-rank{me.rank}-pid{os.getpid()}-"))
     try:
         restored = ray.train.get_checkpoint()
         if restored is not None:  # a restart after a failure: every rank resumes from the same epoch
@@ -104,7 +105,8 @@ def fit_ray_train(
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
     except ImportError as err:  # pragma: no cover - ray is a base dependency
-        raise TrainingError("compute.workers needs Ray Train", got=str(err), fix="pip install 'ray[train]'") from err
+        raise TrainingError("compute.workers needs Ray Train", allowed="ray[train] installed", got=str(err),
+                            fix="pip install 'ray[train]'") from err
     if not (ray.is_initialized() or os.environ.get("RAY_ADDRESS")):
         raise TrainingError(
             f"compute.workers: {workers} trains on a Ray site's cluster, and this job runs on no cluster",
@@ -114,7 +116,7 @@ def fit_ray_train(
                 "trains data-parallel on this machine)",
         )
     if ctx.checkpoint_dir is None:
-        raise TrainingError("compute.workers needs a checkpoint folder", got=None,
+        raise TrainingError("compute.workers needs a checkpoint folder", allowed="a job run by gravityml train", got=None,
                             fix="run the job through gravityml train (it gives every run one)")
     accelerator = compute.accelerator
     use_gpu = accelerator in ("cuda", "gpu")
@@ -161,12 +163,14 @@ def fit_ray_train(
         last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise TrainingError(
             f"Ray Train over {workers} workers failed: {last}",
+            allowed=f"at most {compute.max_failures} worker failures (compute.max_failures)",
             got=f"workers: {workers}, max_failures: {compute.max_failures}, backend: {backend}",
             fix="read the worker tracebacks in the job's log (gravityml jobs logs ID), raise compute.max_failures, "
                 "or set compute.workers: 1",
         ) from err
     if outcome.checkpoint is None:
-        raise TrainingError("Ray Train finished without a checkpoint", got=str(storage),
+        raise TrainingError("Ray Train finished without a checkpoint", allowed="a checkpoint reported by rank 0",
+                            got=str(storage),
                             fix="set train.epochs >= 1 and keep checkpointing on")
     with outcome.checkpoint.as_directory() as folder:
         state = torch.load(Path(folder) / CHECKPOINT, map_location="cpu", weights_only=False)
@@ -184,6 +188,7 @@ def fit_ray_train(
         precision=options["precision"],
         devices=workers * compute.devices,
         samples_per_s=float(np.mean(rates)) if rates else 0.0,
+        resumed_from=state.get("resumed_from"),
     )
 
 

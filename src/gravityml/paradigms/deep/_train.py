@@ -343,6 +343,10 @@ def train(ctx: TrainContext) -> TrainResult:
     if fit.devices > 1:
         tags["devices"] = str(fit.devices)
         tags["distributed"] = f"DistributedDataParallel over {fit.devices} processes, global batch {fit.devices} x {spec.train.batch_size}"
+        if spec.compute.workers > 1:
+            tags["distributed"] = (f"Ray Train TorchTrainer over {spec.compute.workers} workers x {spec.compute.devices} "
+                                   f"device(s), global batch {fit.devices} x {spec.train.batch_size}, "
+                                   f"max_failures {spec.compute.max_failures}")
     model = to_model(ctx, prep, fit)
     if calibrate == "temperature":
         n_val = len(prep.X_val) if prep.X_val is not None else 0
