@@ -180,7 +180,8 @@ def _predict_on_site(model: str, input_uri: str, output_uri: str, *, site: str, 
     from gravityml.execution._raydata import predict_on_site
 
     if log_predictions is not None:
-        raise SpecError("--log-predictions", "is not available with --site", got=log_predictions,
+        raise SpecError("--log-predictions", "is not available with --site", allowed="--site or --log-predictions",
+                        got=log_predictions,
                         fix="score on the site without it, or log from `gravityml serve`")
     result = predict_on_site(model, input_uri, output_uri, site=site, catalog=catalog, concurrency=concurrency,
                              batch_size=batch_size, proba=proba, keep_input=keep_input)

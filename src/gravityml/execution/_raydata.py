@@ -218,7 +218,7 @@ def _read_file(batch: Any, *, tally: Any, rows_per_block: int) -> Any:
     except GravityMLError as exc:
         raise BatchFailure(exc) from None
     if len(frame) == 0:
-        raise BatchFailure(DataError(f"input {path!r} has no rows", got="0 rows",
+        raise BatchFailure(DataError(f"input {path!r} has no rows", allowed="files with at least one row", got="0 rows",
                                      fix="remove the empty file, or give it rows"))
     frame[_FILE] = str(path)
     frame[_ROW] = range(1, len(frame) + 1)
@@ -326,7 +326,8 @@ def score_on_cluster(job: BatchJob, *, on_log: Callable[[str], None] | None = No
         if len(read) != len(files) or rows_out != rows_in:
             raise JobFailedError(
                 f"batch job {job.job_id}: {rows_out} rows written for {rows_in} rows read from "
-                f"{len(read)} of {len(files)} files; nothing was published", got=rows_out,
+                f"{len(read)} of {len(files)} files; nothing was published", allowed=f"{rows_in} rows written",
+                got=rows_out,
                 fix="run the job again (its temporary output was removed)")
         outputs = _publish(out_fs, tmp_path, out_path, written)
         _write_success(out_fs, out_path, {"rows": rows_in, "files": len(files), "model": job.ref,
@@ -396,7 +397,8 @@ def _failure_of(exc: BaseException) -> GravityMLError:
         return decode(payload)
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return JobFailedError(f"batch scoring failed on the cluster: {(lines[-1] if lines else type(exc).__name__)[:300]}",
-                          got=type(exc).__name__, fix="see the job's logs on the cluster (`ray job logs JOB_ID`) for the whole traceback")
+                          allowed="every block scored and written", got=type(exc).__name__,
+                          fix="see the job's logs on the cluster (`ray job logs JOB_ID`) for the whole traceback")
 
 
 def main() -> int:
@@ -481,7 +483,8 @@ def predict_on_site(
                            fix="pass --site with a site of the catalog (gravityml plan --sites), or --catalog")
     entry = cat.sites[site]
     if entry.executor is None or entry.executor == LOCAL_EXECUTOR:
-        raise ExecutorError(f"site {site!r} has no Ray cluster to score on", got=entry.executor or "(none)",
+        raise ExecutorError(f"site {site!r} has no Ray cluster to score on", allowed="a site whose executor is a Ray job server",
+                            got=entry.executor or "(none)",
                             fix=f"name its job server (sites.{site}.executor: http://HOST:8265), or leave --site out "
                             "to score one file in this process")
     ws = workspace or Workspace.current()
@@ -510,7 +513,7 @@ def predict_on_site(
     except Exception as exc:  # noqa: BLE001 - the cluster refused the job
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ExecutorError(f"site {site!r}: the Ray cluster at {entry.executor!r} refused the batch job: "
-                            f"{first.strip()[:300]}", got=entrypoint,
+                            f"{first.strip()[:300]}", allowed="a job the cluster accepts", got=entrypoint,
                             fix=f"check sites.{site}.python and that gravityml's dependencies are installed there") from None
     log(f"submitted {job_id} to site {site!r} ({entry.executor}): {pinned} on {job.input}\n")
     try:
@@ -529,7 +532,7 @@ def predict_on_site(
         raise error
     tail = [line for line in logs.splitlines() if line.strip()]
     raise JobFailedError(f"batch job {job_id} on site {site!r} ended {status} and published nothing: "
-                         f"{(tail[-1] if tail else 'no output')[:400]}", got=status,
+                         f"{(tail[-1] if tail else 'no output')[:400]}", allowed="SUCCEEDED", got=status,
                          fix=f"see the job's logs on the cluster: ray job logs {job_id} --address {entry.executor}")
 
 
