@@ -81,3 +81,19 @@ def test_pyspark_is_not_imported_by_gravityml_itself():
     code = "import gravityml.models, gravityml.paradigms.spark, sys; print('pyspark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_spark_job_reads_its_parquet_with_spark_and_a_regressor_scores_rows_without_target(spark, tmp_path):
+    from gravityml.paradigms import TrainContext, train
+    from gravityml.spec import load_spec
+
+    rows = _rows()
+    rows["y"] = rows["x1"] * 2.0 + 1.0
+    rows.drop(columns="label").to_parquet(tmp_path / "rows.parquet")
+    spec = load_spec({"name": "s", "task": "supervised", "model": {"type": "spark_linear_regression"},
+                      "data": {"source": str(tmp_path / "rows.parquet"), "target": "y"}, "compute": {"accelerator": "cpu"}})
+    result = train(TrainContext(spec=spec, workdir=tmp_path, dataset=None))  # read by the session, not here
+    assert result.metrics["test/r2"] > 0.95 and result.tags["spark_master"] == "local[2]"
+    assert result.tags["data_uri"] == str(tmp_path / "rows.parquet") and len(result.tags["data_fingerprint"]) == 64
+    out = load_model(result.model.save(tmp_path / "m")).predict(rows[["x1", "x2", "colour"]].head(3))
+    np.testing.assert_allclose(out["prediction"], rows["y"].head(3), atol=0.2)
