@@ -1,4 +1,4 @@
-"""Runs the scale-out tests (``cluster/``: Ray Train, Ray Tune, Ray Data) inside a private network namespace.
+"""Runs the scale-out tests (``cluster/``: Ray Train, Ray Data) inside a private network namespace.
 
 A Ray head binds every interface and advertises this machine's address, so the cluster runs where
 loopback is the only interface: ``unshare -n`` (root), then ``ip link set lo up``. This test starts
@@ -8,44 +8,19 @@ a head plus one worker node, ``cluster/conftest.py``), and passes when every tes
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests._netns import run_in_private_network
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FOLDER = HERE / "cluster"
 
 
-def _unshare_unavailable() -> str | None:
-    if os.geteuid() != 0:
-        return "the Ray cluster tests need root for `unshare -n` (a private network namespace); not root here"
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "the Ray cluster tests need `unshare` and `ip` (util-linux, iproute2); not found"
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        return f"`unshare -n` is not allowed here: {probe.stderr.strip()[:200]}"
-    return None
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray-scale-cluster")
 @pytest.mark.timeout(900)
 def test_scale_out_on_a_two_node_ray_cluster_in_a_private_network(tmp_path: Path) -> None:
-    reason = _unshare_unavailable()
-    if reason:
-        pytest.skip(reason)
-    inner = (f"ip link set lo up && exec {sys.executable} -m pytest {FOLDER} -q -x -p no:cacheprovider "
-             f"-p no:xdist --basetemp={tmp_path / 'inner'} --timeout=600 --durations=0")
-    env = {**os.environ, "GRAVITYML_NETNS": "1"}
-    env.pop("PYTEST_XDIST_WORKER", None)
-    done = subprocess.run(["unshare", "-n", "sh", "-c", inner], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=880, check=False)
-    output = done.stdout + done.stderr
-    print(output)
-    assert done.returncode == 0, output[-8000:]
-    assert " passed" in output and "failed" not in output.splitlines()[-1]
+    run_in_private_network(FOLDER, tmp_path, what="Ray cluster tests", timeout_s=880, inner_timeout_s=600,
+                           pytest_args="-p no:xdist --durations=0")
