@@ -191,7 +191,8 @@ def _problem(frame: Any, target: str | None, asked: str, task: str) -> str:
     if asked != "auto":
         return asked
     if target is None:
-        raise TrainingError("data.target: a supervised Spark model needs a target column", got=None,
+        raise TrainingError("data.target: a supervised Spark model needs a target column",
+                            allowed="a column of the table", got=None,
                             fix="add data.target")
     kind = dict(frame.dtypes)[target]
     if kind in ("string", "boolean"):
@@ -229,7 +230,8 @@ def train(ctx: Any) -> Any:
         asked = ds.problem or "auto"
     else:
         if data is None:
-            raise TrainingError("data: a Spark model trains on a table", got=None, fix="add data.source")
+            raise TrainingError("data: a Spark model trains on a table", allowed="data.source: a table or path",
+                                got=None, fix="add data.source")
         frame, location = read_spark_table(session, data.source, spec.base_dir, header=data.header)
         target = data.target if spec.task == "supervised" else None
         drop = set(data.drop) | {data.target}
