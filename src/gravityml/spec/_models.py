@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from gravityml.errors import SpecError
 from gravityml.spec._catalog import MODEL_TYPES, model_types_for
-from gravityml.spec._params import check_model_params, did_you_mean, load_entry_point
+from gravityml.spec._params import check_model_params, did_you_mean, load_entry_point, param_schema
+from gravityml.spec._tune import TuneSpec
 
 Task = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
 Accelerator = Literal["auto", "cpu", "cuda", "mps"]
@@ -262,6 +263,7 @@ class JobSpec(StrictModel):
     placement: PlacementSpec | None = None
     monitor: MonitorSpec | None = Field(None, description="Drift thresholds for `gravityml monitor`.")
     lifecycle: LifecycleSpec | None = Field(None, description="The retrain-and-promote loop (`gravityml lifecycle run`).")
+    tune: TuneSpec | None = Field(None, description="A budget-capped hyperparameter search over model and train parameters.")
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -270,6 +272,9 @@ class JobSpec(StrictModel):
         _check_model_type(self.model.type, self.task)
         base_dir = (info.context or {}).get("base_dir")
         _check_model(self.model, self.task, self.data.problem if self.data else "auto", base_dir)
+        if self.tune is not None:
+            row = MODEL_TYPES[self.model.type]
+            self.tune.check_keys(self.model.params if row.entry_point else param_schema(self.model.type, self.task))
         if self.task == "reinforcement":
             if self.env is None:
                 raise SpecError(
