@@ -44,10 +44,21 @@ def plan(
             listed = ", ".join(hit if show_all else hit[:4]) + ("" if show_all or len(hit) <= 4 else f", ... ({len(hit)})")
             console.print(f"rejected by {rule}: {listed}")
         console.print(explain(p))
+        _search_forecast(job, p)
     if png is not None:
         plot(p, png)
         if not as_json:
             console.print(f"wrote {png}")
+
+
+def _search_forecast(job: Path, p: object) -> None:
+    """A spec with a tune: section: all trials' forecast at the chosen site against the budget."""
+    from gravityml.spec import load_spec
+
+    tune = load_spec(job).tune
+    chosen = getattr(p, "chosen", None)
+    if tune is not None and chosen is not None:
+        console.print(tune.forecast(chosen.total_usd, p.demand.budget_usd).line())  # type: ignore[attr-defined]
 
 
 @app.command("buy-vs-rent")
