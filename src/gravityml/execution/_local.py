@@ -19,7 +19,7 @@ import yaml
 from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
 from gravityml.compute import describe_hardware, resolve_device
 from gravityml.data import load_dataset
-from gravityml.errors import DataError
+from gravityml.errors import DataError, SpecError
 from gravityml.execution._job import SOURCE_KEY_PREFIX, PlacedJob, ensure_experiment, spec_digest
 from gravityml.execution._placement import record_egress, record_metered, start_meter, stopped_for_budget
 from gravityml.paradigms import TrainContext, train
@@ -128,6 +128,12 @@ def run_placed(
     the submitter created (a job on a site's cluster).
     """
     spec = job.load_spec()
+    if spec.tune is not None:  # issue 13 point 2: the search driver (execution/_tune.py) is not built yet
+        raise SpecError(
+            "tune", "running a hyperparameter search is not built yet (`gravityml plan` forecasts one)",
+            allowed="a spec without tune: for train", got=f"tune: {spec.tune.trials} trials",
+            fix="remove the tune: section to train once, or use `gravityml plan JOB.yaml` for the search's forecast",
+        )
     ws = workspace.ensure()
     device = resolve_device(spec.compute.accelerator, spec.compute.devices)
     dataset = _load_data(spec, job)
