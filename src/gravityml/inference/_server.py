@@ -362,7 +362,8 @@ def create_app(
         return _json({"name": "gravityml", "version": __version__, "extensions": ["model_repository"]})
 
     def _served(request: Request, name: str, version: str | None) -> Served:
-        """The one place a request's model is looked up (routing such as canaries hooks in here)."""
+        """A model version looked up by what the request names (metadata, config; inference goes
+        through ``_routed``, where the rollout chooses)."""
         try:
             return repo.get(name, version)
         except ModelNotFoundError as exc:
