@@ -48,7 +48,7 @@ def blocker(tmp_path: Path) -> Path:
         (["serve", "m", "--port", "http"], r"--port: input should be a valid integer.*allowed: 'an integer'; got: 'http'"),
         (["serve", "m", "--max-batch-size", "0"], r"--max-batch-size: .*allowed: 'integers >= 1'; got: '0'"),
         (["serve", "m", "--bogus"], r"--bogus: gravityml serve has no such option.*; allowed: \[.*'--port'"),
-        (["predict", "m"], r"INPUT: gravityml predict needs INPUT; allowed: 'a path'; got: 'nothing'"),
+        (["predict", "m"], r"INPUT: gravityml predict needs INPUT; allowed: 'text'; got: 'nothing'"),
         (["export", "m", "--min-agreement", "1.5"], r"--min-agreement: is a share of labels; allowed: '0.0-1.0'; got: 1.5"),
         (["export", "m", "--max-diff", "-1"], r"--max-diff: .*allowed: 'a number >= 0'; got: -1.0"),
         (["export", "m", "--quantize", "int4"], r"--quantize: unknown quantization; allowed: \['int8'\]; got: 'int4'"),
