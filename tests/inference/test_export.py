@@ -87,7 +87,7 @@ def test_cli_export_prints_parity_and_rejects_unknown_format(trained: Path, tmp_
     with workspace_env(trained):
         code, out, _ = cli("export", "iris/1", "--format", "onnx", "-o", str(tmp_path / "e"))
         assert code == 0 and "label agreement" in out and "1.0000" in out
-        code, _, err = cli("export", "iris", "--format", "tflite", "-o", str(tmp_path / "f"))
+        code, _, err = cli("export", "iris", "--format", "coreml", "-o", str(tmp_path / "f"))
         assert code == 2 and "unknown export format" in err
         code, _, err = cli("export", "nosuch", "-o", str(tmp_path / "g"))
         assert code == 2 and "no such model" in err

@@ -180,6 +180,14 @@ def test_tflite_export_float_and_int8_have_parity(own: dict[str, Any], tmp_path:
     np.testing.assert_allclose(got, expected, atol=0.1 if quantize else 1e-5)
 
 
+def test_cli_exports_tflite_with_its_parity_table(own: dict[str, Any], tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = cli("export", str(own["folder"]), "--format", "tflite", "--data", str(own["root"] / "rows.csv"),
+                         "-o", str(tmp_path / "lite"))
+    assert code == 0, err
+    assert (tmp_path / "lite" / "model.tflite").stat().st_size > 0
+    assert "label agreement" in out and "TensorFlow Lite interpreter" in out
+
+
 def test_builtin_mlp_on_tensorflow_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     model = {"type": "mlp", "framework": "tensorflow", "params": {"hidden": [16], "dropout": 0.0}}
     first = _job(tmp_path, "tfmlp", model, train={"epochs": 3})

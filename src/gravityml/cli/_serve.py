@@ -135,6 +135,7 @@ EXPORT_FORMATS = {
     "onnx": "model.onnx, metadata.json, parity.json",
     "web": "index.html, app.js, vendor/ (onnxruntime-web), model.onnx, metadata.json, parity.json",
     "ort": "model.ort (ONNX Runtime Mobile), model.onnx, metadata.json, parity.json",
+    "tflite": "model.tflite (TensorFlow Lite, keras models), metadata.json, parity.json",
 }
 
 
@@ -142,8 +143,10 @@ EXPORT_FORMATS = {
 def export(
     ref: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
     format: str = typer.Option("onnx", "--format", help="onnx (a graph for onnxruntime), web (a static page that "  # noqa: A002
-                               "runs it in a browser with onnxruntime-web) or ort (ONNX Runtime's mobile format)."),
-    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of weights (--format onnx)."),
+                               "runs it in a browser with onnxruntime-web), ort (ONNX Runtime's mobile format) or tflite "
+                               "(TensorFlow Lite, keras models)."),
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantization of weights (--format onnx), or "
+                              "int8 calibrated on the training rows (--format tflite)."),
     output: Path = typer.Option(None, "-o", "--output", help="Folder to write (default: ./NAME-FORMAT[-int8])."),
     data: Path = typer.Option(None, "--data", help="Held-out rows for the parity check (default: the job's test split)."),
     min_agreement: float = typer.Option(0.995, "--min-agreement", help="Least share of labels that must agree."),
@@ -156,12 +159,13 @@ def export(
 
     if format not in EXPORT_FORMATS:
         raise SpecError("--format", "unknown export format", allowed=list(EXPORT_FORMATS), got=format,
-                        fix="use --format onnx, --format web or --format ort")
+                        fix="use --format onnx, web, ort or tflite")
     if quantize is not None and quantize != "int8":
         raise SpecError("--quantize", "unknown quantization", allowed=["int8"], got=quantize,
                         fix="use --quantize int8, or leave it out for an fp32 export")
-    if quantize is not None and format != "onnx":
-        raise SpecError("--quantize", f"applies to --format onnx only, not --format {format}", allowed=["onnx"],
+    if quantize is not None and format not in ("onnx", "tflite"):
+        raise SpecError("--quantize", f"applies to --format onnx and tflite, not --format {format}",
+                        allowed=["onnx", "tflite"],
                         got=format, fix=f"leave --quantize out for --format {format}")
     if not 0.0 <= min_agreement <= 1.0:  # ranges first: the export itself takes minutes
         raise SpecError("--min-agreement", "is a share of labels", allowed="0.0-1.0", got=min_agreement,
@@ -180,6 +184,10 @@ def export(
             from gravityml.inference import export_model
 
             report = export_model(ref, target, quantize=quantize, **options)  # type: ignore[arg-type]
+        elif format == "tflite":
+            from gravityml.inference._export import export_tflite
+
+            report = export_tflite(ref, target, quantize=quantize, **options)  # type: ignore[arg-type]
         else:
             from gravityml.inference._web import export_ort, export_web
 
@@ -191,6 +199,8 @@ def export(
     elif format == "web":
         console.print(f"open it from any static file server, e.g. `python -m http.server -d {report.directory} "
                       "-b 127.0.0.1 8000` and http://127.0.0.1:8000/ (it needs no network)")
+    elif format == "tflite":
+        console.print(f"load {report.model_file} with the TensorFlow Lite interpreter (Android, iOS, microcontrollers)")
     else:
         console.print(f"load {report.model_file} with ONNX Runtime Mobile (Android, iOS) or onnxruntime")
 
