@@ -49,7 +49,7 @@ demo: $(STAMP)
 	@$(PY) -c "import pandas as pd; d = pd.read_csv('$(GRAVITYML_HOME)/demo/scored.csv'); print(d[['prediction', 'confidence']].head(8).to_string()); print('...', len(d), 'rows scored ->', '$(GRAVITYML_HOME)/demo/scored.csv')"
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup tests
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=25 tests
 
 # import-linter (layers), ruff (pyflakes, pycodestyle, import order, bugbear), mypy with the pydantic
 # plugin held to tools/mypy-baseline.txt (the count may only go down; `make mypy-baseline` re-records).
