@@ -144,3 +144,56 @@ def test_the_skypilot_task_is_the_plans_offer(workspace, tmp_path, market) -> No
     assert "pip install 'gravityml==" in task["setup"] and "ray[default]" in task["setup"]
     assert task["run"].endswith("python -m gravityml.execution._remote")
     assert task["envs"]["GRAVITYML_RUN_ID"] == "run-9" and task["envs"]["GRAVITYML_SITE"] == "gpu-cloud"
+
+
+class _JobServer:
+    """A stand-in for a Ray job server's client: answers from a script of statuses, or raises."""
+
+    def __init__(self, answers: list[object]) -> None:
+        self.answers, self.logs = answers, ""
+
+    def get_job_status(self, job_id: str) -> str:
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        self.logs += f"{answer}\n"
+        return str(answer)
+
+    def get_job_logs(self, job_id: str) -> str:
+        return self.logs
+
+
+def test_following_a_job_waits_out_a_short_gap_and_calls_a_silent_server_lost() -> None:
+    from gravityml.execution._ray import ClusterLost, follow
+
+    seen: list[str] = []
+    gap = _JobServer(["RUNNING", ConnectionError("refused"), "RUNNING", "SUCCEEDED"])
+    assert follow(gap, "j", seen.append, poll_s=0.01, lost_after_s=5.0)[0] == "SUCCEEDED"
+    assert "".join(seen) == "RUNNING\nRUNNING\nSUCCEEDED\n"  # each line once, in order
+    gone = _JobServer(["RUNNING", ConnectionError("Connection refused")])
+    with pytest.raises(ClusterLost) as lost:
+        follow(gone, "j", lambda _: None, poll_s=0.01, lost_after_s=0.2)
+    assert lost.value.cause == "Connection refused" and lost.value.logs == "RUNNING\n"
+
+
+def test_a_move_carries_the_home_stores_keys_by_the_names_its_catalog_gives(workspace, tmp_path, monkeypatch) -> None:
+    from gravityml.errors import ExecutorError
+    from gravityml.execution import place
+    from gravityml.execution._ray import source_keys
+
+    doc = yaml.safe_load(catalog(tmp_path, vault_executor="local").read_text())
+    doc["sites"]["vault"]["storage"] = {"endpoint_url": "http://127.0.0.1:9001", "access_key_env": "VAULT_KEY",
+                                        "secret_key_env": "VAULT_SECRET"}
+    doc["datasets"]["cards"].update(tags=[], size_gb=0.001)
+    doc["policies"] = []
+    (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump(doc))
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump({**TINY_MLP, "compute": {"accelerator": "cuda", "devices": 1}}))
+    monkeypatch.setenv("VAULT_KEY", "vault-key-value")
+    job = place(spec, site="gpu-cloud").job()
+    assert job.moves_from == "vault" and "vault-key-value" not in job.to_json()  # names travel, not keys
+    assert job.source_key_env == {"AWS_ACCESS_KEY_ID": "VAULT_KEY", "AWS_SECRET_ACCESS_KEY": "VAULT_SECRET"}
+    with pytest.raises(ExecutorError, match=r"\$VAULT_KEY is not set"):
+        source_keys(job, {"VAULT_SECRET": "s"})
+    assert source_keys(job, {"VAULT_KEY": "k", "VAULT_SECRET": "s", "CLOUD_KEY": "c"}) == {
+        "GRAVITYML_SOURCE_AWS_ACCESS_KEY_ID": "k", "GRAVITYML_SOURCE_AWS_SECRET_ACCESS_KEY": "s"}
