@@ -31,9 +31,9 @@ def flower(trained: Path) -> Iterator[Server]:
     srv.stop()
 
 
-def infer(server: Server, rows: np.ndarray, timeout: float = 30) -> httpx.Response:
+def infer(server: Server, rows: np.ndarray, timeout: float = 30, model: str = "flower") -> httpx.Response:
     body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP64", "data": rows.tolist()}]}
-    return httpx.post(f"{server.url}/v2/models/flower/infer", json=body, timeout=timeout)
+    return httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=timeout)
 
 
 def test_onnx_runtime_answers_like_the_native_model(flower: Server, trained: Path) -> None:
@@ -115,13 +115,13 @@ def test_metrics_count_the_requests_pending(flower: Server) -> None:
 def test_shutdown_finishes_the_request_in_flight(trained: Path) -> None:
     # Its own server, whose batcher holds a lone request 3 s: SIGTERM comes once the server counts it
     # as pending, which no sleep in the client can promise on a loaded machine.
-    srv = Server(trained, "flower", "--max-delay-ms", "3000")
+    srv = Server(trained, "iris", "--max-delay-ms", "3000")  # iris: registered by `trained` on every worker
     try:
         result: list[httpx.Response] = []
-        client = threading.Thread(target=lambda: result.append(infer(srv, load_iris().data[:1])))
+        client = threading.Thread(target=lambda: result.append(infer(srv, load_iris().data[:1], model="iris")))
         client.start()
         deadline = time.monotonic() + 20
-        while not pending(srv, "flower") and time.monotonic() < deadline:
+        while not pending(srv, "iris") and time.monotonic() < deadline:
             time.sleep(0.01)
         assert not result, "the request was answered before the server could be stopped"
         code = srv.stop()

@@ -173,8 +173,8 @@ def test_page_in_chromium_shows_what_predict_gives(trained: Path, exported: Path
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--format", "tflite"], r"--format: unknown export format; allowed: ['onnx', 'web', 'ort']; got: 'tflite'"),
-    (["--format", "web", "--quantize", "int8"], r"--quantize: applies to --format onnx only, not --format web"),
+    (["--format", "coreml"], r"--format: unknown export format; allowed: ['onnx', 'web', 'ort', 'tflite']; got: 'coreml'"),
+    (["--format", "web", "--quantize", "int8"], r"--quantize: applies to --format onnx and tflite, not --format web"),
 ])
 def test_export_format_refused_up_front(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli("export", "no-such-model", *args) == 2
