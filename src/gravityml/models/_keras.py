@@ -40,7 +40,7 @@ import pandas as pd
 from gravityml.errors import ExportError, ModelError
 from gravityml.models._base import GravityModel, ModelKind
 from gravityml.models._sklearn import confidence_frame, interval_frame
-from gravityml.models._torch import ENCODER, TorchEncoder
+from gravityml.models._torch import ENCODER, EncodedNetwork, TorchEncoder
 from gravityml.schema import Schema
 
 WEIGHTS = "network.weights.h5"
@@ -271,7 +271,7 @@ def set_standardize(network: Any, fill: np.ndarray, mean: np.ndarray, std: np.nd
 # ---- the flavor ---------------------------------------------------------------------------------
 
 
-class KerasModel(GravityModel):
+class KerasModel(EncodedNetwork):
     """A trained Keras network with its encoder; classification or regression on tables, images, text."""
 
     flavor = "keras"
@@ -292,10 +292,6 @@ class KerasModel(GravityModel):
         self.representative = representative
         self.meta.setdefault("precision", "fp32")
 
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        """The network's input for validated rows."""
-        return self.encoder.transform(frame)
-
     def _as_input(self, inputs: np.ndarray) -> np.ndarray:
         return inputs if inputs.dtype == np.int64 else inputs.astype("float32")
 
@@ -310,24 +306,6 @@ class KerasModel(GravityModel):
 
     def _width_out(self) -> int:
         return len(self.schema.classes or ()) if self.kind == "classifier" else 1
-
-    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        logits = self.raw_outputs(self.encode(frame))
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.kind == "classifier":
-            return confidence_frame(self._probabilities(frame), list(self.schema.classes or ()), frame.index)
-        out = self.raw_outputs(self.encode(frame))[:, 0]
-        value = out * float(self.meta["target_std"]) + float(self.meta["target_mean"])
-        return interval_frame(value, self.meta.get("interval_half_width"), frame.index)
-
-    def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.kind != "classifier":
-            return super()._predict_proba(frame)
-        return pd.DataFrame(self._probabilities(frame), columns=[str(c) for c in self.schema.classes or ()], index=frame.index)
 
     # ---- exports ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from abc import abstractmethod
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,7 +151,41 @@ class TorchEncoder:
         }
 
 
-class TorchModel(GravityModel):
+class EncodedNetwork(GravityModel):
+    """A network behind a :class:`TorchEncoder` (the torch and the Keras flavours): encoded rows in,
+    logits (classifiers) or the standardised target (regressors) out; the probabilities, confidence
+    and intervals are worked out here, once for both."""
+
+    encoder: TorchEncoder
+
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """The network's input for validated rows."""
+        return self.encoder.transform(frame)
+
+    @abstractmethod
+    def raw_outputs(self, inputs: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """The network's outputs (logits, or the standardised value) as float64."""
+
+    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        logits = self.raw_outputs(self.encode(frame))
+        logits = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.kind == "classifier":
+            return confidence_frame(self._probabilities(frame), list(self.schema.classes or ()), frame.index)
+        out = self.raw_outputs(self.encode(frame))[:, 0]
+        value = out * float(self.meta["target_std"]) + float(self.meta["target_mean"])
+        return interval_frame(value, self.meta.get("interval_half_width"), frame.index)
+
+    def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self.kind != "classifier":
+            return super()._predict_proba(frame)
+        return pd.DataFrame(self._probabilities(frame), columns=[str(c) for c in self.schema.classes or ()], index=frame.index)
+
+
+class TorchModel(EncodedNetwork):
     """A trained PyTorch network with its encoder; classification, regression or image/text."""
 
     flavor = "torch"
@@ -174,10 +209,6 @@ class TorchModel(GravityModel):
             copy.deepcopy(self.network), self.encoder, kind=self.kind, schema=self.schema, meta={**self.meta, "precision": precision}
         )
 
-    def encode(self, frame: pd.DataFrame) -> np.ndarray:
-        """The network's input for validated rows."""
-        return self.encoder.transform(frame)
-
     def raw_outputs(self, inputs: np.ndarray, batch_size: int = 4096) -> np.ndarray:
         """The network's outputs (logits, or the standardised value) as float64, at ``precision``."""
         import torch
@@ -195,24 +226,6 @@ class TorchModel(GravityModel):
                     batch = batch.to(dtype)
                 outs.append(net(batch).double().numpy())
         return np.concatenate(outs, axis=0)
-
-    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
-        logits = self.raw_outputs(self.encode(frame))
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
-
-    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.kind == "classifier":
-            return confidence_frame(self._probabilities(frame), list(self.schema.classes or ()), frame.index)
-        out = self.raw_outputs(self.encode(frame))[:, 0]
-        value = out * float(self.meta["target_std"]) + float(self.meta["target_mean"])
-        return interval_frame(value, self.meta.get("interval_half_width"), frame.index)
-
-    def _predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
-        if self.kind != "classifier":
-            return super()._predict_proba(frame)
-        return pd.DataFrame(self._probabilities(frame), columns=[str(c) for c in self.schema.classes or ()], index=frame.index)
 
     # ---- ONNX ----------------------------------------------------------------------------------
 
