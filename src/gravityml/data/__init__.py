@@ -34,6 +34,7 @@ from gravityml.data._io import (
     format_of,
     read_table,
     resolve_path,
+    s3_filesystem,
     whole_number_columns,
     write_table,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "read_source",
     "read_table",
     "resolve_path",
+    "s3_filesystem",
     "whole_number_columns",
     "write_table",
 ]

@@ -153,10 +153,10 @@ def _refuse_infinity(frame: pd.DataFrame, name: str) -> None:
             )
 
 
-def _s3_bytes(uri: str) -> bytes:
+def s3_filesystem() -> Any:
+    """pyarrow's S3 filesystem on the store the environment names (AWS_ENDPOINT_URL[_S3], the region, the keys)."""
     from pyarrow import fs
 
-    parsed = urlparse(uri)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     kwargs: dict[str, Any] = {}
     if endpoint:
@@ -166,7 +166,12 @@ def _s3_bytes(uri: str) -> bytes:
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
-    s3 = fs.S3FileSystem(**kwargs)
+    return fs.S3FileSystem(**kwargs)
+
+
+def _s3_bytes(uri: str) -> bytes:
+    parsed = urlparse(uri)
+    s3 = s3_filesystem()
     key = f"{parsed.netloc}{parsed.path}"
     try:
         with s3.open_input_stream(key) as stream:

@@ -92,17 +92,10 @@ def filesystem(uri: str) -> tuple[Any, str]:
     from pyarrow import fs
 
     if uri.startswith("s3://"):
+        from gravityml.data import s3_filesystem
+
         parsed = urlparse(uri)
-        kwargs: dict[str, Any] = {}
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            endpoint_url = urlparse(endpoint)
-            kwargs["endpoint_override"] = endpoint_url.netloc or endpoint
-            kwargs["scheme"] = endpoint_url.scheme or "https"
-        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
-        if region:
-            kwargs["region"] = region
-        return fs.S3FileSystem(**kwargs), f"{parsed.netloc}{parsed.path}".rstrip("/")
+        return s3_filesystem(), f"{parsed.netloc}{parsed.path}".rstrip("/")
     return fs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
