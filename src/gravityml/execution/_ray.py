@@ -384,9 +384,20 @@ def create_run(workspace: Workspace, job: PlacedJob, where: Mapping[str, str],
 
 
 def _end_run(workspace: Workspace, run_id: str, status: str, logs: str) -> None:
-    """End a run the cluster did not end (a killed driver cannot), with its last log lines."""
+    """End a run the cluster did not end (a killed driver cannot), with its last log lines.
+
+    Two ends can race (``gravityml jobs stop`` and the submitter that sees the job stop): MLflow's SQL
+    store writes a new tag as select-then-insert, so the second writer of the same tag can hit the
+    tag table's unique key. The tag is set again then (it exists now: an update)."""
     client = workspace.client
-    client.set_tag(run_id, f"{LINEAGE_PREFIX}last_logs", logs[-LAST_LOGS_CHARS:] or "(no output)")
+    for attempt in range(3):
+        try:
+            client.set_tag(run_id, f"{LINEAGE_PREFIX}last_logs", logs[-LAST_LOGS_CHARS:] or "(no output)")
+            break
+        except Exception as exc:  # noqa: BLE001 - MlflowException / RestException from the store
+            if "UNIQUE constraint" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.2)
     if client.get_run(run_id).info.status in ("RUNNING", "SCHEDULED"):
         client.set_terminated(run_id, status=status)
 

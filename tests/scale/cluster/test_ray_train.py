@@ -44,6 +44,20 @@ def _train_here(tmp_path: Path, name: str) -> float:
     return float(result.metrics["test/accuracy"])
 
 
+def _registered_checkpoint(site_workspace: Path) -> bool:
+    """Whether Ray Train's controller has registered a checkpoint of the run (its snapshot says so)."""
+    import json
+
+    for snapshot in site_workspace.rglob("ray-train/run/checkpoint_manager_snapshot.json"):
+        try:
+            state = json.loads(snapshot.read_text())
+        except (OSError, ValueError):
+            continue  # being written
+        if state.get("latest_checkpoint_result"):
+            return True
+    return False
+
+
 def _rank_one_pid() -> int | None:
     """The live Ray Train worker holding rank 1 (its scratch folder is /tmp/gravityml-raytrain-rank1-pid<PID>-*)."""
     import tempfile
@@ -69,9 +83,12 @@ def test_two_workers_survive_a_killed_worker_and_match_one_process(scale_env, cl
     def kill_one_worker_after_a_checkpoint() -> None:
         deadline = time.monotonic() + 300
         while not done.is_set() and time.monotonic() < deadline:
-            # Rank 0's checkpoints land as checkpoint_* folders under <checkpoint dir>/ray-train/run; once a
-            # second one is being written, Ray Train has registered the first (report is a barrier).
-            if len(list(site_workspace.rglob("ray-train/run/checkpoint_*"))) >= 2:
+            # Kill only once Ray Train's controller has registered a checkpoint: it writes its snapshot
+            # (<checkpoint dir>/ray-train/run/checkpoint_manager_snapshot.json) after registering one, and
+            # a restart resumes from the latest checkpoint there. A checkpoint folder on disk alone is not
+            # enough: the controller collects the reports when it polls, and a kill before that restarts
+            # the group from scratch.
+            if _registered_checkpoint(site_workspace):
                 # Rank 1, not rank 0: Ray Train's controller collects rank 0's reports when it polls, and a
                 # killed rank 0 takes a report not yet collected with it.
                 pid = _rank_one_pid()
