@@ -40,6 +40,12 @@ def train(
     console.print(f"model     {result.model_ref} registered (task {result.lineage.get('task')}, "
                   f"{result.lineage.get('model_type')})")
     console.print(f"run       {result.run_id} in experiment {result.experiment!r}")
+    if result.lineage.get("search_run_id"):
+        ran_ = result.lineage
+        console.print(f"search    best of trial {ran_.get('best_trial')} {ran_.get('best_params')} by "
+                      f"{ran_.get('search_metric')}; {ran_.get('trials_complete')} complete, {ran_.get('trials_pruned')} "
+                      f"pruned, {ran_.get('trials_failed')} failed ({ran_.get('stop_reason')}); parent run "
+                      f"{ran_.get('search_run_id')} (plots/search.png)")
     console.print(f"placement {result.lineage.get('planned_site')} ({result.lineage.get('jurisdiction')}, "
                   f"{result.lineage.get('offer')}), forecast {result.lineage.get('forecast_usd')} $")
     ran = result.lineage

@@ -19,7 +19,7 @@ import yaml
 from gravityml._typing import Metrics, MetricSink, Params, PathLikeStr
 from gravityml.compute import describe_hardware, resolve_device
 from gravityml.data import load_dataset
-from gravityml.errors import DataError, SpecError
+from gravityml.errors import DataError
 from gravityml.execution._job import SOURCE_KEY_PREFIX, PlacedJob, ensure_experiment, spec_digest
 from gravityml.execution._placement import record_egress, record_metered, start_meter, stopped_for_budget
 from gravityml.paradigms import TrainContext, train
@@ -80,7 +80,7 @@ class TeeSink:
             sink.set_tags(tags)
 
 
-__all__ = ["JobResult", "LocalExecutor", "TeeSink", "run_placed", "spec_digest"]
+__all__ = ["JobResult", "LocalExecutor", "TeeSink", "run_placed", "spec_digest", "store_trained"]
 
 
 class LocalExecutor:
@@ -128,12 +128,11 @@ def run_placed(
     the submitter created (a job on a site's cluster).
     """
     spec = job.load_spec()
-    if spec.tune is not None:  # issue 13 point 2: the search driver (execution/_tune.py) is not built yet
-        raise SpecError(
-            "tune", "running a hyperparameter search is not built yet (`gravityml plan` forecasts one)",
-            allowed="a spec without tune: for train", got=f"tune: {spec.tune.trials} trials",
-            fix="remove the tune: section to train once, or use `gravityml plan JOB.yaml` for the search's forecast",
-        )
+    if spec.tune is not None:  # a search: trials of this job as child runs of one parent run
+        from gravityml.execution._tune import run_search
+
+        return run_search(job, spec, workspace=workspace, where=where, resume=resume, sinks=sinks,
+                          extra_tags=extra_tags, run_id=run_id)
     ws = workspace.ensure()
     device = resolve_device(spec.compute.accelerator, spec.compute.devices)
     dataset = _load_data(spec, job)
@@ -192,20 +191,8 @@ def run_placed(
         if meter.stop_reason is not None:
             # The checkpoint stays; the run ends FAILED with the tags that say why.
             raise stopped_for_budget(spec, run, meter.stop_reason)
-        if result.params:
-            run.log_params({"resolved": result.params})
-        final_tags = {f"{LINEAGE_PREFIX}{k}": str(v) for k, v in result.tags.items()}
         lineage.update(result.tags)
-        run.set_tags(final_tags)
-        run.log_metrics(result.metrics)
-        for path in result.artifacts:
-            run.log_artifact(path, "plots" if Path(path).suffix == ".png" else "reports")
-        model_dir = result.model.save(workdir / "model")
-        if dataset is not None:  # the reference profile that `gravityml monitor` compares with
-            from gravityml.models._profile import profile_training
-
-            profile_training(model_dir, result.model, dataset, result.metrics)
-        source = run.log_model(model_dir)
+        source = store_trained(run, result, workdir, dataset)
         version = register(
             ws,
             spec.name,
@@ -228,6 +215,23 @@ def run_placed(
         tracking_uri=ws.tracking_uri,
         lineage={k: str(v) for k, v in lineage.items()},
     )
+
+
+def store_trained(run: TrackedRun, result: Any, workdir: Path, dataset: Any) -> str:
+    """Store what a training produced on its run (resolved params, tags, metrics, plots, the model
+    folder with its reference profile) and return the logged model's URI, to register last."""
+    if result.params:
+        run.log_params({"resolved": result.params})
+    run.set_tags({f"{LINEAGE_PREFIX}{k}": str(v) for k, v in result.tags.items()})
+    run.log_metrics(result.metrics)
+    for path in result.artifacts:
+        run.log_artifact(path, "plots" if Path(path).suffix == ".png" else "reports")
+    model_dir = result.model.save(workdir / "model")
+    if dataset is not None:  # the reference profile that `gravityml monitor` compares with
+        from gravityml.models._profile import profile_training
+
+        profile_training(model_dir, result.model, dataset, result.metrics)
+    return run.log_model(model_dir)
 
 
 def _registered_result(experiment: str, ws: Workspace, version: ModelVersion) -> JobResult:

@@ -278,8 +278,9 @@ def start_meter(job: PlacedJob, workspace: Workspace, run: TrackedRun) -> Meter:
 
 def record_metered(job: PlacedJob, workspace: Workspace, run: TrackedRun, meter: Meter) -> None:
     status = "stopped_for_budget" if meter.stop_reason else "ended"
-    ledger_append(workspace.ledger_path, _entry("metered", job, run.run_id, meter.usd, status, meter.hours))
-    run.log_metrics({"cost/metered_usd": meter.usd})
+    usd, hours = meter.usd, meter.hours  # read once: the ledger and the run say the same amount
+    ledger_append(workspace.ledger_path, _entry("metered", job, run.run_id, usd, status, hours))
+    run.log_metrics({"cost/metered_usd": usd})
     if meter.stop_reason is None and _STOPPED_TAG in workspace.client.get_run(run.run_id).data.tags:
         run.set_tags({_STOPPED_TAG: "resumed"})  # an earlier leg stopped for budget; this one went on
 
