@@ -145,3 +145,33 @@ def test_a_metric_the_trials_do_not_report_is_one_line_naming_those_they_do(cli,
     assert code == 2
     assert "tune.metric: the trials report no finite 'test/nonsense'" in err and "test/accuracy" in err
     assert not workspace.client.search_model_versions("name = 'tn'")
+
+
+def test_resume_continues_a_killed_search_with_the_trials_it_had_run(cli, workspace, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gravityml.execution import _tune
+
+    calls: list[int] = []
+    real = _tune.train
+
+    def killed_at_the_third(ctx):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third trial
+        return real(ctx)
+
+    monkeypatch.setattr(_tune, "train", killed_at_the_third)
+    job = _job(tmp_path, "tr", tune={"metric": "test/accuracy", "trials": 4, "space": {"max_depth": {"int": [1, 6]}}})
+    code, _, _ = cli("train", str(job))
+    assert code != 0 and len(calls) == 3
+    parent, children = _runs(workspace, "tr")
+    assert parent.info.status == "KILLED" and len(children) == 3
+    assert not workspace.client.search_model_versions("name = 'tr'")
+    code, out, err = cli("train", str(job), "--resume")
+    assert code == 0, err
+    assert len(calls) == 4  # one more trial: 2 complete and the killed one count towards the 4
+    again, children = _runs(workspace, "tr")
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert len(children) == 4 and again.data.tags["gravityml.trials_complete"] == "3"
+    assert again.data.tags["gravityml.trials_failed"] == "1"
+    assert len(workspace.client.search_model_versions("name = 'tr'")) == 1
