@@ -1,11 +1,13 @@
 """Prediction logs: inputs, outputs, confidence, model version, latency and time, as Parquet files.
 
-A :class:`PredictionLogger` never slows or fails the caller: :meth:`~PredictionLogger.log` samples
-the rows, puts one batch on a bounded queue without waiting, and counts what it had to drop when
-the queue is full. A background thread writes the batches into a Parquet file (one row group per
-flush) and *rolls* it (closes it and starts the next) when it reaches a size or an age. A file
-being written is hidden (``.name.parquet.partial``) and renamed when closed, so a reader such as
-``gravityml monitor --logs DIR`` sees only whole files.
+A :class:`PredictionLogger` never slows or fails the caller: :meth:`~PredictionLogger.log` appends
+references to what the request already holds (its columns, its outputs) to a bounded queue without
+waiting, and counts what it had to drop when the queue is full. A background thread samples the
+rows, turns them into Arrow, writes them into a Parquet file (one row group per flush) and *rolls*
+it (closes it and starts the next) when it reaches a size or an age. A file being written is
+hidden (``.name.parquet.partial``) and renamed when closed, so a reader such as ``gravityml monitor
+--logs DIR`` sees only whole files; with an ``s3://`` target each closed file is uploaded under its
+final key in one PUT (S3 shows an object whole or not at all) and then removed locally.
 
 Columns tagged ``pii`` are hashed (keyed BLAKE2b, so equal values still join) or dropped, as the
 catalog entry of the model's training data says (``pii_columns: {email: hash, name: drop}``).
@@ -16,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import queue
+import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +39,10 @@ log = logging.getLogger("gravityml.predlog")
 PiiAction = Literal["hash", "drop"]
 PII_KEY_ENV = "GRAVITYML_PII_KEY"
 OUTPUT_COLUMNS = ("prediction", "confidence", "score", "is_anomaly", "lower", "upper")
+#: requests turned into Arrow at a time by the writer, and the pause after each chunk: the writer
+#: holds the GIL for a few milliseconds at most, then lets the serving thread run
+CHUNK = 32
+YIELD_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,8 @@ class LogConfig:
 
     target: str
     sample_rate: float = 1.0
-    max_queue: int = 1000  # batches waiting for the writer before new ones are dropped
+    max_queue: int = 1000  # log() calls waiting for the writer before new ones are dropped
+    drain_seconds: float = 0.25  # how often the writer takes what is queued
     roll_bytes: int = 32 * 1024 * 1024
     roll_seconds: float = 300.0
     flush_rows: int = 2000  # rows buffered before a row group is written
@@ -77,58 +85,125 @@ def pii_columns_for(lineage: Mapping[str, str], base_dir: Path | None = None) ->
     return {}
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One ``log()`` call as the caller handed it over: references only, nothing converted."""
+
+    inputs: Any  # a DataFrame, or a mapping of column name to array (what a decoded request holds)
+    outputs: Any
+    rows: int
+    model_version: str
+    role: str
+    latency_ms: float
+    time_s: float
+
+
 class PredictionLogger:
-    """Background Parquet writer of prediction logs (see the module docstring)."""
+    """Background Parquet writer of prediction logs (see the module docstring).
+
+    The caller's side (:meth:`log`) is an append to a bounded deque under a lock only callers take:
+    it never waits for the writer, never wakes it per call, and converts nothing. The writer
+    thread wakes every ``drain_seconds`` (or when the queue is half full), takes what is queued, and
+    turns it into Arrow a few requests at a time, sleeping a moment between chunks so that the
+    serving thread gets the GIL back quickly. A row is counted once: written (``logged_rows``) or
+    dropped (``dropped_rows``: the queue was full, or writing failed).
+    """
 
     def __init__(self, config: LogConfig) -> None:
         self.config = config
         self.logged_rows = 0
-        self.dropped_rows = 0
         self.files: list[str] = []
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.max_queue)
+        self.upload_failures = 0
+        self._pending: deque[_Item] = deque()
+        self._put_lock = threading.Lock()  # callers only: the writer never takes it
+        self._dropped_full = 0  # callers' count (under _put_lock)
+        self._dropped_failed = 0  # the writer's count
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._rng = np.random.default_rng()
         self._key = (os.environ.get(PII_KEY_ENV) or "gravityml").encode()
         self._local, self._remote = _split_target(config.target)
         self._local.mkdir(parents=True, exist_ok=True)
+        self._unpublished: list[Path] = []  # closed files whose upload failed: tried again later
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped_rows(self) -> int:
+        """Rows not written: the queue was full when they came, or their batch could not be written."""
+        return self._dropped_full + self._dropped_failed
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the writer."""
+        return len(self._pending)
+
     # ---- the caller's side: never blocks --------------------------------------------------------
 
-    def log(self, inputs: pd.DataFrame, outputs: pd.DataFrame, *, model_version: str, latency_ms: float) -> None:
+    def log(self, inputs: pd.DataFrame | Mapping[str, Any], outputs: pd.DataFrame, *, model_version: str,
+            latency_ms: float, role: str = "served") -> None:
         """Queue these rows for writing; drop and count them when the queue is full.
 
-        Only references go on the queue (the frames are not copied here): sampling, building the
-        log rows and writing them all happen on the writer thread, off the request path.
+        ``inputs`` is a frame or the request's columns as a mapping of arrays (cheaper: no frame is
+        built for the log). ``role`` says why the rows were answered (``served``, or ``shadow`` for a
+        mirrored copy) and is written as ``_gml_role``. Only references are queued; sampling,
+        conversion and writing happen on the writer thread.
         """
-        try:
-            self._queue.put_nowait((inputs, outputs, model_version, float(latency_ms), pd.Timestamp.now(tz="UTC")))
-        except queue.Full:
-            self.dropped_rows += len(inputs)
-
-    def _rows(self, items: list[tuple[pd.DataFrame, pd.DataFrame, str, float, pd.Timestamp]]) -> pd.DataFrame:
-        """One frame of log rows for many queued requests (built once per flush, not per request)."""
-        inputs = pd.concat([i[0] for i in items], ignore_index=True)
-        outputs = pd.concat([i[1] for i in items], ignore_index=True)
-        sizes = [len(i[0]) for i in items]
-        frame = inputs
-        for name in OUTPUT_COLUMNS:
-            if name in outputs.columns:
-                frame[f"{LOG_PREFIX}{name}"] = outputs[name].to_numpy()
-        frame[f"{LOG_PREFIX}model_version"] = np.repeat([i[2] for i in items], sizes)
-        frame[f"{LOG_PREFIX}latency_ms"] = np.repeat([i[3] for i in items], sizes)
-        frame[f"{LOG_PREFIX}time"] = pd.DatetimeIndex(np.repeat([i[4] for i in items], sizes))
-        if self.config.sample_rate < 1.0:
-            frame = frame[self._rng.random(len(frame)) < self.config.sample_rate].reset_index(drop=True)
-        return frame
+        rows = len(inputs) if isinstance(inputs, pd.DataFrame) else _mapping_rows(inputs)
+        item = _Item(inputs, outputs, rows, model_version, role, float(latency_ms), time.time())
+        with self._put_lock:
+            if len(self._pending) >= self.config.max_queue:
+                self._dropped_full += rows
+                return
+            self._pending.append(item)
+            if len(self._pending) * 2 >= self.config.max_queue:
+                self._wake.set()  # rare: only when the writer has fallen half a queue behind
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, close the open file, stop the writer."""
+        self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
-            self._queue.put(None)
             self._thread.join(timeout)
 
-    # ---- the writer thread ---------------------------------------------------------------------
+    # ---- the writer thread: conversion -----------------------------------------------------------
+
+    def _sampled(self, item: _Item) -> _Item | None:
+        rate = self.config.sample_rate
+        if rate >= 1.0:
+            return item
+        keep = self._rng.random(item.rows) < rate
+        if not keep.any():
+            return None
+        if keep.all():
+            return item
+        if isinstance(item.inputs, pd.DataFrame):
+            inputs: Any = item.inputs[keep].reset_index(drop=True)
+        else:
+            inputs = {k: np.asarray(v)[keep] for k, v in item.inputs.items()}
+        outputs = item.outputs[keep].reset_index(drop=True)
+        return replace(item, inputs=inputs, outputs=outputs, rows=int(keep.sum()))
+
+    def _frame(self, items: list[_Item]) -> pd.DataFrame:
+        """The log rows of some queued requests as one frame (inputs, outputs, then the _gml_ columns)."""
+        maps = [i.inputs for i in items if not isinstance(i.inputs, pd.DataFrame)]
+        if len(maps) == len(items) and all(m.keys() == maps[0].keys() for m in maps):
+            # the requests' own arrays, joined column by column: no frame per request
+            frame = pd.DataFrame({k: np.concatenate([np.asarray(m[k]).reshape(-1) for m in maps]) for k in maps[0]})
+        else:
+            frame = pd.concat([i.inputs if isinstance(i.inputs, pd.DataFrame) else pd.DataFrame(dict(i.inputs))
+                               for i in items], ignore_index=True)
+        names = [n for n in OUTPUT_COLUMNS if any(n in i.outputs.columns for i in items)]
+        for name in names:
+            parts = [i.outputs[name].to_numpy() if name in i.outputs.columns else np.full(i.rows, None)
+                     for i in items]
+            frame[f"{LOG_PREFIX}{name}"] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        sizes = [i.rows for i in items]
+        frame[f"{LOG_PREFIX}model_version"] = np.repeat(np.array([i.model_version for i in items], dtype=object), sizes)
+        frame[f"{LOG_PREFIX}role"] = np.repeat(np.array([i.role for i in items], dtype=object), sizes)
+        frame[f"{LOG_PREFIX}latency_ms"] = np.repeat([i.latency_ms for i in items], sizes)
+        frame[f"{LOG_PREFIX}time"] = pd.to_datetime(np.repeat([i.time_s for i in items], sizes), unit="s", utc=True)
+        return self._protect(frame)
 
     def _protect(self, frame: pd.DataFrame) -> pd.DataFrame:
         for column, action in (self.config.pii or {}).items():
@@ -143,6 +218,31 @@ class PredictionLogger:
                 ]
         return frame
 
+    def _convert(self, items: list[_Item]) -> Iterator[Any]:
+        """Arrow tables of ``items``: ``CHUNK`` requests (or ``flush_rows`` rows) at a time, with a pause
+        after each chunk so that the serving thread gets the GIL back."""
+        import pyarrow as pa
+
+        start = 0
+        while start < len(items):
+            end, rows = start, 0
+            while end < len(items) and end - start < CHUNK and rows < self.config.flush_rows:
+                rows += items[end].rows
+                end += 1
+            chunk = [s for s in (self._sampled(i) for i in items[start:end]) if s is not None]
+            start = end
+            if chunk:
+                try:
+                    table = pa.Table.from_pandas(self._frame(chunk), preserve_index=False, nthreads=1)
+                except Exception:  # noqa: BLE001 - one bad batch must not stop the log
+                    log.exception("prediction log: %d rows could not be converted", sum(i.rows for i in chunk))
+                    self._dropped_failed += sum(i.rows for i in chunk)
+                else:
+                    yield table
+            time.sleep(YIELD_SECONDS)
+
+    # ---- the writer thread: files ----------------------------------------------------------------
+
     def _run(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -150,75 +250,129 @@ class PredictionLogger:
         writer: Any = None
         path: Path | None = None
         opened = 0.0
-        buffer: list[Any] = []
+        buffer: list[Any] = []  # Arrow tables not yet written
         buffered = 0
         last_flush = time.monotonic()
-        schema: Any = None
 
         def roll() -> None:
-            nonlocal writer, path, schema
+            nonlocal writer, path
             if writer is None or path is None:
                 return
             writer.close()
             final = path.with_name(path.name.removeprefix(".").removesuffix(".partial"))
             os.replace(path, final)
-            self.files.append(self._publish(final))
-            writer, path, schema = None, None, None
+            writer, path = None, None
+            self._publish(final)
 
-        def flush() -> None:
-            nonlocal writer, path, opened, buffer, buffered, last_flush, schema
-            last_flush = time.monotonic()
-            if not buffer:
-                return
-            frame = self._protect(self._rows(buffer))
-            rows = len(frame)
-            buffer, buffered = [], 0
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            if writer is not None and not table.schema.equals(schema):
-                roll()  # new columns or types: a new file, so each file has one schema
+        def write(table: Any) -> None:
+            nonlocal writer, path, opened
+            if writer is not None and not table.schema.equals(writer.schema):
+                try:
+                    table = table.cast(writer.schema)  # e.g. a column all empty in this batch
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
+                    roll()  # new columns or types: a new file, so each file has one schema
             if writer is None:
                 stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
                 path = self._local / f".predictions-{stamp}-{uuid.uuid4().hex[:8]}.parquet.partial"
                 writer = pq.ParquetWriter(path, table.schema)
-                schema = table.schema
                 opened = time.monotonic()
             writer.write_table(table)
-            self.logged_rows += rows
-            assert path is not None
-            if path.stat().st_size >= self.config.roll_bytes or time.monotonic() - opened >= self.config.roll_seconds:
+            self.logged_rows += table.num_rows
+
+        def flush() -> None:
+            nonlocal buffer, buffered, last_flush
+            last_flush = time.monotonic()
+            tables, buffer, buffered = buffer, [], 0
+            for group in _same_schema_runs(tables):
+                rows = sum(t.num_rows for t in group)
+                try:
+                    write(pa.concat_tables(group) if len(group) > 1 else group[0])
+                except Exception:  # noqa: BLE001 - keep logging what can be logged
+                    log.exception("prediction log: %d rows could not be written", rows)
+                    self._dropped_failed += rows
+            assert path is None or writer is not None
+            if path is not None and (path.stat().st_size >= self.config.roll_bytes
+                                     or time.monotonic() - opened >= self.config.roll_seconds):
                 roll()
 
         while True:
-            try:
-                item = self._queue.get(timeout=min(1.0, self.config.flush_seconds))
-            except queue.Empty:
-                item = ()
-            try:
-                if item is None:
+            self._wake.wait(self.config.drain_seconds)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            items = []
+            while self._pending:
+                items.append(self._pending.popleft())
+            for table in self._convert(items):
+                buffer.append(table)
+                buffered += table.num_rows
+                if buffered >= self.config.flush_rows:
                     flush()
+            now = time.monotonic()
+            if buffer and (stopping or now - last_flush >= self.config.flush_seconds):
+                flush()
+            elif not buffer:
+                last_flush = now
+            if writer is not None and (stopping or now - opened >= self.config.roll_seconds):
+                try:
                     roll()
-                    return
-                if item:
-                    buffer.append(item)
-                    buffered += len(item[0])
-                if buffered >= self.config.flush_rows or time.monotonic() - last_flush >= self.config.flush_seconds:
-                    flush()
-                if writer is not None and time.monotonic() - opened >= self.config.roll_seconds:
-                    roll()
-            except Exception:  # noqa: BLE001 - keep logging what can be logged
-                log.exception("prediction log: a batch could not be written")
-                self.dropped_rows += buffered
-                buffer, buffered = [], 0
+                except Exception:  # noqa: BLE001
+                    log.exception("prediction log: a file could not be closed")
+            if stopping and not self._pending:
+                self._retry_uploads()
+                if self._remote is not None and not self._unpublished:
+                    shutil.rmtree(self._local, ignore_errors=True)  # the local spool of an s3:// target
+                return
 
-    def _publish(self, path: Path) -> str:
+    def _publish(self, path: Path) -> None:
         if self._remote is None:
-            return str(path)
-        from pyarrow import fs
+            self.files.append(str(path))
+            return
+        self._unpublished.append(path)
+        self._retry_uploads()
 
-        s3, key = fs.FileSystem.from_uri(f"{self._remote.rstrip('/')}/{path.name}")
-        fs.copy_files(str(path), key, destination_filesystem=s3)
-        path.unlink()
-        return f"{self._remote.rstrip('/')}/{path.name}"
+    def _retry_uploads(self) -> None:
+        """Upload closed files to the s3:// prefix: one PUT each to its final key (S3 shows an object
+        whole or not at all), then the local copy is removed. A failed upload stays here for the next try."""
+        if self._remote is None or not self._unpublished:
+            return
+        from gravityml.data import s3_filesystem
+
+        prefix = self._remote.removeprefix("s3://").rstrip("/")
+        try:
+            s3 = s3_filesystem()
+        except Exception:  # noqa: BLE001
+            log.exception("prediction log: no S3 filesystem for %s", self._remote)
+            self.upload_failures += 1
+            return
+        for path in list(self._unpublished):
+            key = f"{prefix}/{path.name}"
+            try:
+                with path.open("rb") as source, s3.open_output_stream(key) as sink:
+                    sink.write(source.read())
+            except Exception:  # noqa: BLE001 - kept locally, tried again at the next roll or close
+                log.exception("prediction log: %s could not be uploaded to s3://%s (kept in %s)", path.name, key,
+                              path.parent)
+                self.upload_failures += 1
+                continue
+            path.unlink()
+            self._unpublished.remove(path)
+            self.files.append(f"s3://{key}")
+
+
+def _mapping_rows(columns: Mapping[str, Any]) -> int:
+    for values in columns.values():
+        return len(values)
+    return 0
+
+
+def _same_schema_runs(tables: list[Any]) -> list[list[Any]]:
+    runs: list[list[Any]] = []
+    for table in tables:
+        if runs and runs[-1][0].schema.equals(table.schema):
+            runs[-1].append(table)
+        else:
+            runs.append([table])
+    return runs
 
 
 def _split_target(target: str) -> tuple[Path, str | None]:
