@@ -63,7 +63,12 @@ def print_report(report: Any) -> None:
 def monitor(
     ref: str = typer.Argument(..., help="NAME, NAME/VERSION, NAME@ALIAS or a model folder."),
     data: str | None = typer.Option(None, "--data", help="Recent rows: a file, a folder of files, or s3://..."),
-    logs: Path | None = typer.Option(None, "--logs", help="A prediction-log folder (serve/predict --log-predictions)."),
+    logs: str | None = typer.Option(None, "--logs", help="Prediction logs (serve/predict --log-predictions): a "
+                                    "folder or an s3:// prefix."),
+    version: str | None = typer.Option(None, "--version", help="With --logs: the logged version to compare, V or "
+                                       "NAME/V, or 'all' (default: the monitored version's rows)."),
+    role: str | None = typer.Option(None, "--role", help="With --logs: only rows logged as served, or as shadow "
+                                    "(mirrored to a --shadow version), or all (default)."),
     spec: Path | None = typer.Option(None, "--spec", help="Take thresholds from this spec's monitor: section."),
     alpha: float | None = typer.Option(None, "--alpha", help="Family-wise significance of the tests (0.01)."),
     psi: float | None = typer.Option(None, "--psi", help="PSI a drifted column must reach too (0.2)."),
@@ -80,8 +85,10 @@ def monitor(
                                          "metric_drop": metric_drop})
     with status(f"monitoring {ref}"):
         report = monitor_(ref, data=data, logs=logs, thresholds=thresholds, png=png, json_path=json_out,
-                          log_run=log_run)
+                          log_run=log_run, version=version, role=role)
     print_report(report)
+    if report.selection:
+        console.print(f"compared  {report.selection}")
     if report.drifted:
         raise typer.Exit(1)
 

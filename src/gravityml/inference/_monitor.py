@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,7 @@ class MonitorReport:
     missing_profile: bool = False
     run_id: str = ""
     png: str = ""
+    selection: str = ""  # which prediction-log rows were compared (--logs)
 
     @property
     def drifted_features(self) -> list[str]:
@@ -122,6 +124,7 @@ class MonitorReport:
             "missing_profile": self.missing_profile,
             "run_id": self.run_id,
             "png": self.png,
+            "selection": self.selection,
         }
 
 
@@ -129,10 +132,13 @@ class MonitorReport:
 
 
 def read_recent(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """Rows from a file (CSV, Parquet, JSON Lines; local or s3://) or every such file in a folder."""
+    """Rows from a file (CSV, Parquet, JSON Lines; local or s3://) or every such file in a folder or
+    under an s3:// prefix (names starting with a dot, such as files still being written, are skipped)."""
     if isinstance(source, pd.DataFrame):
         return source
     text = str(source)
+    if text.startswith("s3://") and Path(urlparse(text).path).suffix.lower() not in FORMATS:
+        return _read_s3_prefix(text)
     if not text.startswith("s3://") and Path(text).is_dir():
         files = sorted(p for p in Path(text).rglob("*") if p.is_file() and p.suffix.lower() in FORMATS
                        and not p.name.startswith("."))
@@ -145,6 +151,91 @@ def read_recent(source: str | Path | pd.DataFrame) -> pd.DataFrame:
             )
         return pd.concat([read_table(str(p), role="--data").frame for p in files], ignore_index=True)
     return read_table(text, role="--data").frame
+
+
+def _read_s3_prefix(uri: str) -> pd.DataFrame:
+    from pyarrow import fs
+
+    from gravityml.data import s3_filesystem
+
+    prefix = uri.removeprefix("s3://").rstrip("/")
+    try:
+        infos = s3_filesystem().get_file_info(fs.FileSelector(prefix, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise DataError(
+            f"--data: {uri!r} could not be listed: {str(exc).strip().splitlines()[0]}",
+            allowed="an s3:// prefix these credentials may list", got=uri,
+            fix="check the bucket, prefix and credentials (AWS_* variables, AWS_ENDPOINT_URL)",
+        ) from None
+    keys = sorted(i.path for i in infos if i.type == fs.FileType.File and Path(i.path).suffix.lower() in FORMATS
+                  and not Path(i.path).name.startswith("."))
+    if not keys:
+        raise DataError(
+            f"--data: {uri!r} holds no table files", allowed=sorted(FORMATS),
+            got=sorted(Path(i.path).name for i in infos)[:10],
+            fix="point at an s3:// prefix of CSV, Parquet or JSON Lines files",
+        )
+    return pd.concat([read_table(f"s3://{k}", role="--data").frame for k in keys], ignore_index=True)
+
+
+#: which logged rows ``--logs`` compares: the monitored version's (default), a named one, or all
+ALL = "all"
+ROLES = ("served", "shadow", ALL)
+
+
+def select_logged(frame: pd.DataFrame, *, model_ref: str, registered: bool, version: str | None = None,
+                  role: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The prediction-log rows of one version (and role), and a line saying what was kept.
+
+    Rows logged for a ``--shadow`` or canary version are another model's answers, so by default only
+    the rows of the monitored version are compared (``model_ref``, when it is a registered
+    ``NAME/V``; a model folder needs a log of one version, or ``version``). ``version`` (``V``,
+    ``NAME/V`` or ``all``) and ``role`` (``served``, ``shadow``, ``all``; ``_gml_role``, which
+    ``serve`` writes as ``shadow`` for mirrored copies) choose otherwise; ``role="shadow"`` alone
+    takes the shadow's rows whatever their version (one version, or name it).
+    """
+    if role is not None and role not in ROLES:
+        raise DataError(f"--role: unknown role {role!r}", allowed=list(ROLES), got=role,
+                        fix="give served, shadow or all (the default: every role of the chosen version)")
+    total = len(frame)
+    kept = frame
+    said: list[str] = []
+    role_column, version_column = f"{LOG_PREFIX}role", f"{LOG_PREFIX}model_version"
+    if role not in (None, ALL):
+        roles = kept[role_column].fillna("served").astype(str) if role_column in kept.columns else \
+            pd.Series("served", index=kept.index)  # logs from before roles were written: all served
+        kept = kept[roles == role]
+        said.append(f"role {role}")
+    if version_column in kept.columns and version != ALL:
+        logged = sorted(kept[version_column].dropna().astype(str).unique().tolist())
+        wanted = version
+        if wanted is not None and "/" not in wanted and "/" in model_ref:
+            wanted = f"{model_ref.split('/')[0]}/{wanted}"
+        if wanted is None and registered and role != "shadow":  # a shadow's rows are of another version
+            wanted = model_ref
+        if wanted is None and len(logged) > 1:
+            raise DataError(
+                f"--logs: the log holds rows of {len(logged)} model versions and {model_ref!r} names none of them",
+                allowed=logged + [ALL], got=model_ref,
+                fix="choose the rows to compare with --version NAME/V (or --version all)",
+            )
+        if wanted is not None:
+            kept = kept[kept[version_column].astype(str) == wanted]
+            said.append(f"version {wanted}")
+            if kept.empty:
+                raise DataError(
+                    f"--logs: no logged rows of {wanted}" + (f" with role {role}" if role not in (None, ALL) else ""),
+                    allowed=logged + [ALL], got=wanted,
+                    fix="monitor a version the log holds, or pass --version with one of them (or all)",
+                )
+    elif version not in (None, ALL):
+        raise DataError("--version: this log has no model version column", allowed=[ALL], got=version,
+                        fix="leave out --version for logs written before versions were logged")
+    if kept.empty:
+        raise DataError(f"--logs: no logged rows with role {role}", allowed=list(ROLES), got=role,
+                        fix="pass --role all, or the role the log holds")
+    line = f"{len(kept)} of {total} logged rows" + (f" ({', '.join(said)})" if said else "")
+    return kept.reset_index(drop=True), line
 
 
 # ---- comparing ------------------------------------------------------------------------------------
@@ -376,8 +467,13 @@ def monitor(
     png: str | Path | None = None,
     json_path: str | Path | None = None,
     log_run: bool = True,
+    version: str | None = None,
+    role: str | None = None,
 ) -> MonitorReport:
     """Compare recent rows (``data``) or prediction logs (``logs``) with the profile of ``ref``.
+
+    From ``logs`` only the rows of the monitored version are compared unless ``version`` / ``role``
+    say otherwise (see :func:`select_logged`): a shadow's or a canary's rows do not count.
 
     With a registered reference the pass is logged as an MLflow run in experiment
     ``NAME-monitor`` (metrics per feature, the JSON report, the PNG), and the version gets tags
@@ -386,12 +482,12 @@ def monitor(
     if (data is None) == (logs is None):
         raise DataError(
             "monitor: give exactly one of --data or --logs",
-            allowed=["--data FILE|DIR|s3://...", "--logs DIR"],
+            allowed=["--data FILE|DIR|s3://...", "--logs DIR|s3://..."],
             got={"data": str(data) if data is not None else None, "logs": str(logs) if logs is not None else None},
             fix="pass the rows to compare with --data, or a prediction-log folder with --logs",
         )
     ws = workspace or Workspace.current()
-    model, folder, version = _load(ref, ws)
+    model, folder, registered_version = _load(ref, ws)
     profile = read_profile(folder)
     if profile is None:
         raise ModelError(
@@ -402,22 +498,24 @@ def monitor(
             fix=f"retrain it (gravityml retrain {ref}) so that the new version carries a profile",
         )
     logged = None
+    selection = ""
     if logs is not None:
-        frame = read_recent(logs)
+        frame, selection = select_logged(read_recent(logs), model_ref=str(model.meta.get("ref", ref)),
+                                         registered=registered_version is not None, version=version, role=role)
         logged = _logged_outputs(frame)
         frame = frame[[c for c in frame.columns if not c.startswith(LOG_PREFIX)]]
     else:
         assert data is not None
         frame = read_recent(data)
-    report = compare(model, profile, frame, thresholds, logged_predictions=logged,
-                     model_ref=str(model.meta.get("ref", ref)))
+    report = replace(compare(model, profile, frame, thresholds, logged_predictions=logged,
+                             model_ref=str(model.meta.get("ref", ref))), selection=selection)
     png_path = Path(png) if png is not None else None
     with tempfile.TemporaryDirectory(prefix="monitor-") as tmp:
         drawn = draw(report, png_path or Path(tmp) / "drift.png")
         if png_path is not None and drawn is not None:
             report = replace(report, png=str(png_path))
-        if log_run and version is not None:
-            report = replace(report, run_id=_log(ws, version, report, drawn))
+        if log_run and registered_version is not None:
+            report = replace(report, run_id=_log(ws, registered_version, report, drawn))
     if json_path is not None:
         text = json.dumps(report.to_dict(), indent=2, default=str)
         atomic_write(Path(json_path), lambda tmp: _write_text(tmp, text))
@@ -482,6 +580,8 @@ def _log(ws: Workspace, version: ModelVersion, report: MonitorReport, png: Path 
         "gravityml.monitor.drifted": str(report.drifted).lower(),
         "gravityml.monitor.reasons": "; ".join(report.reasons)[:5000],
     }
+    if report.selection:
+        tags["gravityml.monitor.selection"] = report.selection
     with start_run(ws, f"{version.name}-monitor", run_name=f"monitor-{version.ref}", tags=tags) as run:
         metrics: dict[str, float] = {"monitor/rows": float(report.rows),
                                      "monitor/drifted_features": float(len(report.drifted_features)),
