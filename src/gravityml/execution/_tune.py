@@ -9,8 +9,9 @@ MLflow child run (``mlflow.parentRunId``) of one parent run, with its model stor
 Budget: before the first trial the search is forecast (trials x one trial's forecast at the chosen
 site) against what remains of the budget, and refused when over it (``tune.cap_to_budget: true``
 runs the trials that fit instead). While it runs, one meter charges the site's rate for the whole
-search: no trial starts whose forecast would cross the cap, a running deep model stops at its next
-epoch when the meter crosses it, and the best complete trial so far is registered with the reason.
+search: no trial starts unless the metered cost plus one trial (its forecast, or the dearest trial
+metered so far) fits under the cap, a running deep model stops at its next epoch when the meter
+crosses it, and the best complete trial so far is registered with the reason.
 
 ``scheduler: asha`` prunes trials by successive halving (Optuna's ``SuccessiveHalvingPruner``) on
 the per-epoch value of the metric on the validation rows (``test/accuracy`` -> ``val/accuracy``;
