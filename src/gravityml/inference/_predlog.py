@@ -184,44 +184,57 @@ class PredictionLogger:
         outputs = item.outputs[keep].reset_index(drop=True)
         return replace(item, inputs=inputs, outputs=outputs, rows=int(keep.sum()))
 
-    def _frame(self, items: list[_Item]) -> pd.DataFrame:
-        """The log rows of some queued requests as one frame (inputs, outputs, then the _gml_ columns)."""
+    def _table(self, items: list[_Item]) -> Any:
+        """The log rows of some queued requests as one Arrow table: inputs, outputs, then the _gml_ columns.
+
+        Built column by column without pandas' per-frame machinery (one concat per chunk, no
+        per-request Series), so the writer holds the GIL for little time per request.
+        """
+        import pyarrow as pa
+
+        columns: dict[str, Any] = {}
         maps = [i.inputs for i in items if not isinstance(i.inputs, pd.DataFrame)]
         if len(maps) == len(items) and all(m.keys() == maps[0].keys() for m in maps):
-            # the requests' own arrays, joined column by column: no frame per request
-            frame = pd.DataFrame({k: np.concatenate([np.asarray(m[k]).reshape(-1) for m in maps]) for k in maps[0]})
+            # the requests' own arrays (a decoded request's columns), joined column by column
+            for name in maps[0]:
+                parts = [np.asarray(m[name]).reshape(-1) for m in maps]
+                columns[str(name)] = _arrow(np.concatenate(parts) if len(parts) > 1 else parts[0])
         else:
-            frame = pd.concat([i.inputs if isinstance(i.inputs, pd.DataFrame) else pd.DataFrame(dict(i.inputs))
-                               for i in items], ignore_index=True)
-        names = [n for n in OUTPUT_COLUMNS if any(n in i.outputs.columns for i in items)]
-        for name in names:
-            parts = [i.outputs[name].to_numpy() if name in i.outputs.columns else np.full(i.rows, None)
-                     for i in items]
-            frame[f"{LOG_PREFIX}{name}"] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            frames = [i.inputs if isinstance(i.inputs, pd.DataFrame) else pd.DataFrame(dict(i.inputs)) for i in items]
+            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            for name in frame.columns:
+                columns[str(name)] = _arrow(frame[name])
+        outputs = pd.concat([i.outputs for i in items], ignore_index=True) if len(items) > 1 else items[0].outputs
+        for name in OUTPUT_COLUMNS:
+            if name in outputs.columns:
+                columns[f"{LOG_PREFIX}{name}"] = _arrow(outputs[name])
         sizes = [i.rows for i in items]
-        frame[f"{LOG_PREFIX}model_version"] = np.repeat(np.array([i.model_version for i in items], dtype=object), sizes)
-        frame[f"{LOG_PREFIX}role"] = np.repeat(np.array([i.role for i in items], dtype=object), sizes)
-        frame[f"{LOG_PREFIX}latency_ms"] = np.repeat([i.latency_ms for i in items], sizes)
-        frame[f"{LOG_PREFIX}time"] = pd.to_datetime(np.repeat([i.time_s for i in items], sizes), unit="s", utc=True)
-        return self._protect(frame)
+        columns[f"{LOG_PREFIX}model_version"] = pa.array(np.repeat([i.model_version for i in items], sizes).tolist(),
+                                                         pa.string())
+        columns[f"{LOG_PREFIX}role"] = pa.array(np.repeat([i.role for i in items], sizes).tolist(), pa.string())
+        columns[f"{LOG_PREFIX}latency_ms"] = pa.array(np.repeat([i.latency_ms for i in items], sizes), pa.float64())
+        micros = np.repeat(np.array([i.time_s for i in items]) * 1e6, sizes).astype("int64")
+        columns[f"{LOG_PREFIX}time"] = pa.array(micros, pa.timestamp("us", tz="UTC"))
+        return pa.table(self._protect(columns))
 
-    def _protect(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _protect(self, columns: dict[str, Any]) -> dict[str, Any]:
+        import pyarrow as pa
+
         for column, action in (self.config.pii or {}).items():
-            if column not in frame.columns:
+            if column not in columns:
                 continue
             if action == "drop":
-                frame = frame.drop(columns=column)
+                del columns[column]
             else:
-                frame[column] = [
-                    None if pd.isna(v) else hashlib.blake2b(str(v).encode(), key=self._key, digest_size=16).hexdigest()
-                    for v in frame[column]
-                ]
-        return frame
+                columns[column] = pa.array([
+                    None if v is None else hashlib.blake2b(str(v).encode(), key=self._key, digest_size=16).hexdigest()
+                    for v in columns[column].to_pylist()
+                ], pa.string())
+        return columns
 
     def _convert(self, items: list[_Item]) -> Iterator[Any]:
         """Arrow tables of ``items``: ``CHUNK`` requests (or ``flush_rows`` rows) at a time, with a pause
         after each chunk so that the serving thread gets the GIL back."""
-        import pyarrow as pa
 
         start = 0
         while start < len(items):
@@ -233,7 +246,7 @@ class PredictionLogger:
             start = end
             if chunk:
                 try:
-                    table = pa.Table.from_pandas(self._frame(chunk), preserve_index=False, nthreads=1)
+                    table = self._table(chunk)
                 except Exception:  # noqa: BLE001 - one bad batch must not stop the log
                     log.exception("prediction log: %d rows could not be converted", sum(i.rows for i in chunk))
                     self._dropped_failed += sum(i.rows for i in chunk)
@@ -357,6 +370,17 @@ class PredictionLogger:
             path.unlink()
             self._unpublished.remove(path)
             self.files.append(f"s3://{key}")
+
+
+def _arrow(values: Any) -> Any:
+    """An Arrow array of a column (numpy array or pandas Series); NaN in floats stays NaN, None is null."""
+    import pyarrow as pa
+
+    if isinstance(values, pd.Series):
+        values = values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values.to_numpy()
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return pa.array(values, from_pandas=True)  # None and NaN in text columns are nulls
+    return pa.array(values)
 
 
 def _mapping_rows(columns: Mapping[str, Any]) -> int:
