@@ -43,6 +43,29 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+# SkyPilot in a venv of its own: 0.14 pins click<8.2 and an older uvicorn, below what .venv is tested
+# with. tests/execution/test_skypilot_dryrun.py runs SkyPilot's dry run there (no gravityml in it:
+# the task travels as YAML). rsync: SkyPilot checks for it before a launch, a dry run's too (apt-get as root).
+SKY_VENV  := .venv-sky
+SKY_STAMP := $(SKY_VENV)/.installed
+SKYPILOT  := skypilot[aws]==0.14.1
+test: $(SKY_STAMP)
+
+$(SKY_STAMP):
+	@if ! command -v rsync >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make $(SKY_STAMP): rsync is missing; as root: apt-get install -y rsync" >&2; \
+	    exit 1; \
+	  fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync; \
+	fi
+	$(PYTHON) -m venv $(SKY_VENV)
+	flock /tmp/pip.lock $(SKY_VENV)/bin/python -m pip install --quiet '$(SKYPILOT)'
+	# the wheel of itself SkyPilot ships to the clusters it launches (its dry run builds it too): once, here
+	HOME=$(CURDIR)/$(SKY_VENV)/home $(SKY_VENV)/bin/python -c "import shutil; from sky.backends import wheel_utils; shutil.rmtree(wheel_utils.build_sky_wheel()[0])"
+	touch $@
+
 demo: $(STAMP)
 	$(VENV)/bin/gravityml train examples/tumor.yaml
 	$(VENV)/bin/gravityml predict tumor examples/data/new_patients.csv -o $(GRAVITYML_HOME)/demo/scored.csv
