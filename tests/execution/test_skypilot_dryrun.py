@@ -147,7 +147,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] | None 
         writer.writerows(rows)
 
 
-def _placed(tmp_path: Path, **site_changes: Any) -> Any:
+def _placed(tmp_path: Path, *, spot: bool = False, **site_changes: Any) -> Any:
     """A GPU job placed on the example catalog's Frankfurt AWS region, given ``launcher: skypilot``."""
     from gravityml.execution import place
 
@@ -156,11 +156,11 @@ def _placed(tmp_path: Path, **site_changes: Any) -> Any:
     (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump(doc))
     (tmp_path / "mynets.py").write_text("def build(inputs, outputs):\n    raise NotImplementedError\n")
     spec = tmp_path / "tiny.yaml"
-    spec.write_text(yaml.safe_dump(JOB))
+    spec.write_text(yaml.safe_dump({**JOB, "placement": {**JOB["placement"], "spot": spot}}))
     return place(spec, site=SITE)
 
 
-def test_skypilot_accepts_the_plans_task_and_refuses_an_unknown_region(tmp_path, sky_env, aws) -> None:
+def test_skypilot_accepts_the_plans_task_on_demand_and_spot_and_refuses_an_unknown_region(tmp_path, sky_env, aws) -> None:
     from gravityml.errors import ExecutorError
     from gravityml.execution._skypilot import dry_run, task_config
 
@@ -184,6 +184,11 @@ def test_skypilot_accepts_the_plans_task_and_refuses_an_unknown_region(tmp_path,
     gpu_image = ec2.describe_images(Filters=[{"Name": "name", "Values": ["custom-gpu-ubuntu-cuda13"]}])["Images"]
     assert f"ImageId: {gpu_image[0]['ImageId']}" in rendered
     assert ec2.describe_instances()["Reservations"] == []
+
+    spot = _placed(tmp_path, spot=True)
+    assert spot.candidate.market == "spot"
+    seen = dry_run(task_config(spot.job(), SITE, spot.site), SITE, python=str(SKY_PYTHON), env=sky_env)
+    assert (seen["instance_type"], seen["accelerators"], seen["use_spot"]) == ("g5.xlarge", {"A10G": 1}, True)
 
     wrong = _placed(tmp_path, region="eu-nowhere-1")
     bad = task_config(wrong.job(), SITE, wrong.site)
