@@ -46,6 +46,8 @@ browser:
 # SkyPilot in a venv of its own: 0.14 pins click<8.2 and an older uvicorn, below what .venv is tested
 # with. tests/execution/test_skypilot_dryrun.py runs SkyPilot's dry run there (no gravityml in it:
 # the task travels as YAML). rsync: SkyPilot checks for it before a launch, a dry run's too (apt-get as root).
+# The wheel of itself that SkyPilot ships to the clusters it launches (a dry run builds it too) is built
+# once here, in $(SKY_VENV)/home; the test copies it into its temporary HOME.
 SKY_VENV  := .venv-sky
 SKY_STAMP := $(SKY_VENV)/.installed
 SKYPILOT  := skypilot[aws]==0.14.1
@@ -62,7 +64,6 @@ $(SKY_STAMP):
 	fi
 	$(PYTHON) -m venv $(SKY_VENV)
 	flock /tmp/pip.lock $(SKY_VENV)/bin/python -m pip install --quiet '$(SKYPILOT)'
-	# the wheel of itself SkyPilot ships to the clusters it launches (its dry run builds it too): once, here
 	HOME=$(CURDIR)/$(SKY_VENV)/home $(SKY_VENV)/bin/python -c "import shutil; from sky.backends import wheel_utils; shutil.rmtree(wheel_utils.build_sky_wheel()[0])"
 	touch $@
 
