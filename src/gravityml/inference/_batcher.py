@@ -4,7 +4,14 @@ One worker task per model takes the first waiting request, gathers more until th
 ``max_batch_size`` rows or ``max_delay_ms`` has passed, runs the model once in a thread (the event
 loop keeps serving), and hands each request its own rows. While a batch runs, new requests queue,
 so under load batches fill without waiting. This is the scheme of Triton's dynamic batcher
-(https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/model_configuration.html#dynamic-batcher).
+(https://docs.nvidia.com/deeplearning/triton-inference-server/user-guide/docs/user_guide/model_configuration.html#dynamic-batcher),
+with one difference: a request that finds nothing else waiting runs at once, never held for
+``max_delay_ms`` (the delay is spent only while a batch is already forming), so a lone client pays
+no batching latency.
+
+Requests whose rows were already checked against the schema (tensor requests, checked on their
+numpy arrays by the server) are ``prepared``: a batch of only those runs ``prepared_fn``, which
+skips the model's own (pandas) schema check.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class _Item:
     enqueued_ns: int = field(default_factory=time.perf_counter_ns)
     #: The event loop's time past which the request is not run (None: no deadline).
     deadline: float | None = None
+    #: The rows were checked against the schema already (``prepared_fn`` may run them as they are).
+    prepared: bool = False
 
 
 @dataclass
@@ -79,8 +88,11 @@ class Batcher:
         max_delay_ms: float = 2.0,
         on_batch: Callable[[int, int], None] | None = None,
         max_queue: int = 0,
+        prepared_fn: BatchFn | None = None,
     ) -> None:
         self.fn = fn
+        #: Runs a batch whose every request is ``prepared`` (None: ``fn`` runs every batch).
+        self.prepared_fn = prepared_fn
         self.executor = executor
         self.max_batch_size = max(1, max_batch_size)
         self.max_delay_s = max(0.0, max_delay_ms) / 1000
@@ -105,11 +117,13 @@ class Batcher:
         return self._inflight
 
     async def submit(
-        self, frame: pd.DataFrame, *, probabilities: bool = False, timeout_s: float | None = None
+        self, frame: pd.DataFrame, *, probabilities: bool = False, timeout_s: float | None = None,
+        prepared: bool = False,
     ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Predict ``frame`` as part of a batch; raises what predicting it alone would raise.
 
-        Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
+        ``prepared``: ``frame`` is already what the model's schema check returns (see the module's
+        docstring). Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
         DeadlineExceeded when ``timeout_s`` passed before the request's batch ran (it is then not run).
         """
         if self._closed:  # a closed batcher's worker is never restarted (it would run unwatched)
@@ -122,7 +136,7 @@ class Batcher:
         deadline = loop.time() + timeout_s if timeout_s is not None else None
         self._inflight += 1
         try:
-            await self._queue.put(_Item(frame, probabilities, future, deadline=deadline))
+            await self._queue.put(_Item(frame, probabilities, future, deadline=deadline, prepared=prepared))
             # A caller that gives up (timeout) cancels its future: a batch not yet run skips it, a
             # running one leaves it alone (see _settle).
             return await future
@@ -141,6 +155,8 @@ class Batcher:
 
     async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
         batch, rows = [first], len(first.frame)
+        if self._queue.empty():  # nothing else is waiting: run it at once, not held for the delay
+            return batch, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_delay_s
         while rows < self.max_batch_size:
@@ -199,7 +215,8 @@ class Batcher:
         started = time.perf_counter_ns()
         try:
             frame = batch[0].frame if len(batch) == 1 else pd.concat([i.frame for i in batch], ignore_index=True)
-            predicted, proba = self.fn(frame, want_proba)
+            fn = self.prepared_fn if self.prepared_fn is not None and all(i.prepared for i in batch) else self.fn
+            predicted, proba = fn(frame, want_proba)
             self._count(batch, started, time.perf_counter_ns() - started)
         except GravityMLError as exc:
             if len(batch) == 1:

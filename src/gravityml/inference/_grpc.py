@@ -24,6 +24,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from gravityml.errors import GravityMLError, ModelNotFoundError
 from gravityml.inference._batcher import BatcherClosed, DeadlineExceeded, QueueFull
 from gravityml.inference._canary import STICKY_HEADER
+from gravityml.inference._prepared import prepared_frame
 from gravityml.inference._repository import Repository, Served
 from gravityml.inference._tensors import (
     FLOAT_MAX,
@@ -203,9 +204,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         remaining = context.time_remaining()  # the client's grpc-timeout, if it sent one
         if remaining is not None:
             timeout = max(0.0, min(timeout, remaining))
+        prepared = prepared_frame(decoded, served.model)  # checked on the numpy arrays; None: the model checks
         predicted, proba = await asyncio.wait_for(
-            served.batcher.submit(decoded.frame(), probabilities=decoded.probabilities and served.model.kind == "classifier",
-                                  timeout_s=timeout),
+            served.batcher.submit(decoded.frame() if prepared is None else prepared,
+                                  probabilities=decoded.probabilities and served.model.kind == "classifier",
+                                  timeout_s=timeout, prepared=prepared is not None),
             timeout)
         check_finite(predicted, proba)
         shadow = self.app.state.rollout.shadow(served.loaded.name, served.loaded.version)

@@ -51,8 +51,13 @@ def _sample_row(model: GravityModel) -> pd.DataFrame:
 
 
 def predict_batch(model: GravityModel, frame: pd.DataFrame, probabilities: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    predicted = model.predict(frame)
-    proba = model.predict_proba(frame) if probabilities and model.kind == "classifier" else None
+    return predict_prepared(model, model.prepare(frame), probabilities)  # checked once, not per call
+
+
+def predict_prepared(model: GravityModel, frame: pd.DataFrame, probabilities: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``predict_batch`` for rows already checked against the schema (``model.prepare``'s result)."""
+    predicted = model._predict(frame)
+    proba = model._predict_proba(frame) if probabilities and model.kind == "classifier" else None
     return predicted, proba
 
 
@@ -252,6 +257,7 @@ class Repository:
             loaded=loaded,
             batcher=Batcher(
                 lambda frame, proba: predict_batch(loaded.model, frame, proba),
+                prepared_fn=lambda frame, proba: predict_prepared(loaded.model, frame, proba),
                 executor=self.executor,
                 max_batch_size=self.max_batch_size,
                 max_delay_ms=self.max_delay_ms,

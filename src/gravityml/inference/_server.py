@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -32,10 +33,12 @@ from gravityml.errors import GravityMLError, InferenceError, ModelNotFoundError
 from gravityml.inference._batcher import BatcherClosed, DeadlineExceeded, QueueFull
 from gravityml.inference._canary import STICKY_HEADER, Mirror, Rollout, follow_aliases, parse_canary
 from gravityml.inference._observability import DISCONNECTED, Gate, Lifecycle, Metrics
+from gravityml.inference._prepared import prepared_frame
 from gravityml.inference._repository import Loaded, Repository, Served
 from gravityml.inference._tensors import (
     FLOAT_MAX,
     PROBABILITIES,
+    Decoded,
     binary_outputs,
     binary_wanted,
     check_declared,
@@ -414,7 +417,8 @@ def create_app(
             held.requests.record(response.status_code == 200, time.perf_counter_ns() - start)
         return response
 
-    async def _submit(request: Request, served: Served, frame: Any, probabilities: bool = False) -> Any:
+    async def _submit(request: Request, served: Served, frame: Any, probabilities: bool = False, *,
+                      prepared: bool = False) -> Any:
         """The batcher's answer within the request's deadline (``X-Timeout-Ms``, at most ``--timeout``);
         a full queue is a 503 with Retry-After, a deadline passed while queued a 504 (the rows were not run)."""
         timeout = config.timeout_s
@@ -426,8 +430,8 @@ def create_app(
                                         f"got {header[:40]!r}")
             timeout = min(timeout, ms / 1000)
         try:
-            return await asyncio.wait_for(served.batcher.submit(frame, probabilities=probabilities, timeout_s=timeout),
-                                          timeout)
+            return await asyncio.wait_for(
+                served.batcher.submit(frame, probabilities=probabilities, timeout_s=timeout, prepared=prepared), timeout)
         except QueueFull as exc:
             raise _ClientError(503, f"{exc}; retry after 1 s or raise --max-queue",
                                headers={"Retry-After": "1"}) from None
@@ -485,15 +489,16 @@ def create_app(
             # Limits first, from the declared shapes: a 16 MB body over them costs milliseconds, not seconds.
             check_declared(raw, max_rows=config.max_rows, n_features=len(served.model.schema.features))
 
-            def decode() -> tuple[Any, Any]:
+            def decode() -> tuple[Any, Decoded, pd.DataFrame | None]:
                 body = _parse(raw)
-                return body, decode_request(body, served.model.schema, max_rows=config.max_rows, binary=binary,
-                                            float_max=float_limit(served))
+                decoded = decode_request(body, served.model.schema, max_rows=config.max_rows, binary=binary,
+                                         float_max=float_limit(served))
+                return body, decoded, prepared_frame(decoded, served.model)
 
             if len(raw) + len(binary) <= INLINE_DECODE_BYTES:
-                body, decoded = decode()
+                body, decoded, prepared = decode()
             else:  # off the event loop: health checks and small requests keep being answered
-                body, decoded = await asyncio.get_running_loop().run_in_executor(decoder, decode)
+                body, decoded, prepared = await asyncio.get_running_loop().run_in_executor(decoder, decode)
             request.state.rows = decoded.rows
             if decoded.request_id:
                 request.state.request_id = decoded.request_id
@@ -503,7 +508,9 @@ def create_app(
                 raise InferenceError(f"a {served.model.kind} has no class probabilities",
                                      allowed="probabilities from classifiers only", got=PROBABILITIES,
                                      fix="leave out the probabilities request")
-            predicted, proba = await _submit(request, served, decoded.frame(), decoded.probabilities)
+            frame = decoded.frame() if prepared is None else prepared
+            predicted, proba = await _submit(request, served, frame, decoded.probabilities,
+                                             prepared=prepared is not None)
             check_finite(predicted, proba)
             shadow = rollout.shadow(name, served.loaded.version)
             if shadow is not None:
@@ -564,8 +571,6 @@ def create_app(
             def decode() -> Any:
                 if ctype == "text/csv":
                     import io
-
-                    import pandas as pd
 
                     try:
                         frame = pd.read_csv(io.BytesIO(raw))
