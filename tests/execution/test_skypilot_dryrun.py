@@ -216,7 +216,7 @@ def test_without_skypilot_the_site_is_refused_naming_the_extra_and_its_own_venv(
     config = task_config(placed.job(), SITE, placed.site)
     with pytest.raises(ExecutorError) as other:
         dry_run(config, SITE, python=sys.executable)
-    for err, python in ((in_process.value, sys.executable), (other.value, sys.executable)):
+    for err in (in_process.value, other.value):
         assert f"site {SITE!r} says launcher: skypilot, and SkyPilot cannot be imported" in str(err)
-        assert err.got == f"{python}: no module named 'sky'" and err.allowed
+        assert err.got == f"{sys.executable}: no module named 'sky'" and err.allowed
         assert "pip install 'gravityml[skypilot]'" in err.fix and "venv of its own" in err.fix
