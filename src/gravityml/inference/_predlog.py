@@ -41,7 +41,7 @@ PII_KEY_ENV = "GRAVITYML_PII_KEY"
 OUTPUT_COLUMNS = ("prediction", "confidence", "score", "is_anomaly", "lower", "upper")
 #: requests turned into Arrow at a time by the writer, and the pause after each chunk: the writer
 #: holds the GIL for a few milliseconds at most, then lets the serving thread run
-CHUNK = 32
+CHUNK = 64
 YIELD_SECONDS = 0.002
 
 
@@ -52,7 +52,7 @@ class LogConfig:
     target: str
     sample_rate: float = 1.0
     max_queue: int = 1000  # log() calls waiting for the writer before new ones are dropped
-    drain_seconds: float = 0.25  # how often the writer takes what is queued
+    drain_seconds: float = 0.5  # how often the writer takes what is queued
     roll_bytes: int = 32 * 1024 * 1024
     roll_seconds: float = 300.0
     flush_rows: int = 2000  # rows buffered before a row group is written
@@ -197,8 +197,7 @@ class PredictionLogger:
         if len(maps) == len(items) and all(m.keys() == maps[0].keys() for m in maps):
             # the requests' own arrays (a decoded request's columns), joined column by column
             for name in maps[0]:
-                parts = [np.asarray(m[name]).reshape(-1) for m in maps]
-                columns[str(name)] = _arrow(np.concatenate(parts) if len(parts) > 1 else parts[0])
+                columns[str(name)] = _arrow(np.concatenate([m[name] for m in maps], axis=None))  # flattened
         else:
             frames = [i.inputs if isinstance(i.inputs, pd.DataFrame) else pd.DataFrame(dict(i.inputs)) for i in items]
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
