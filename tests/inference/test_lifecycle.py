@@ -99,36 +99,61 @@ def pending(server: Server, model: str) -> float:
                if line.startswith("gravityml_inference_pending_requests{") and f'model="{model}"' in line)
 
 
+def traffic(server: Server, model: str, clients: int, stop: threading.Event,
+            answers: list[tuple[float, int]]) -> list[threading.Thread]:
+    """``clients`` threads sending one-row requests back to back until ``stop``: (finished at, status)."""
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                response = infer(server, load_iris().data[:1], model=model)
+            except httpx.ConnectError:  # the server stopped accepting: nothing was sent
+                return
+            answers.append((time.monotonic(), response.status_code))
+
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_metrics_count_the_requests_pending(flower: Server) -> None:
+    # A lone request runs at once (never held for the batch delay): under 8 clients, requests wait
+    # for each other, and gathered ones are held up to --max-delay-ms (400 ms).
     assert pending(flower, "flower") == 0
-    client = threading.Thread(target=lambda: infer(flower, load_iris().data[:1]))
-    client.start()
+    stop, answers = threading.Event(), []
+    clients = traffic(flower, "flower", 8, stop, answers)
     seen = 0.0
     deadline = time.monotonic() + 20
-    while client.is_alive() and time.monotonic() < deadline and not seen:
+    while time.monotonic() < deadline and not seen:
         seen = pending(flower, "flower")
-    client.join()
-    assert seen == 1  # held 400 ms by --max-delay-ms
+    stop.set()
+    for c in clients:
+        c.join()
+    assert 1 <= seen <= 8
     assert pending(flower, "flower") == 0
+    assert answers and {code for _, code in answers} == {200}
 
 
-def test_shutdown_finishes_the_request_in_flight(trained: Path) -> None:
-    # Its own server, whose batcher holds a lone request 3 s: SIGTERM comes once the server counts it
-    # as pending, which no sleep in the client can promise on a loaded machine.
+def test_shutdown_finishes_the_requests_in_flight(trained: Path) -> None:
+    # Its own server, whose batcher holds gathered requests up to 3 s: SIGTERM comes once the server
+    # counts two pending (one gathering, so held), which no sleep in the client can promise on a loaded machine.
     srv = Server(trained, "iris", "--max-delay-ms", "3000")  # iris: registered by `trained` on every worker
+    stop, answers = threading.Event(), []
     try:
-        result: list[httpx.Response] = []
-        client = threading.Thread(target=lambda: result.append(infer(srv, load_iris().data[:1], model="iris")))
-        client.start()
+        clients = traffic(srv, "iris", 8, stop, answers)
         deadline = time.monotonic() + 20
-        while not pending(srv, "iris") and time.monotonic() < deadline:
+        while pending(srv, "iris") < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not result, "the request was answered before the server could be stopped"
+        signalled = time.monotonic()
+        stop.set()
         code = srv.stop()
-        client.join()
+        for c in clients:
+            c.join()
     finally:
+        stop.set()
         srv.stop()
-    assert result and result[0].status_code == 200
+    assert answers and {status for _, status in answers} == {200}
+    assert any(at > signalled for at, _ in answers), "no request was in flight at SIGTERM"
     # uvicorn re-raises SIGTERM after its clean shutdown, so the exit status is the signal's.
     assert code in (0, -15)
     assert "Finished server process" in srv.output()

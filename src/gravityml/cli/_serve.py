@@ -56,6 +56,8 @@ def serve(
                                         "served; when the alias moves, load the new version, switch, drain the old."),
     poll_seconds: float = typer.Option(10.0, "--poll-seconds", min=0.05, help="Seconds between registry polls "
                                        "(--follow-aliases)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes on the port (SO_REUSEPORT), each "
+                                "with its own models and batchers; /metrics adds up all of them."),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (KServe/Triton REST) with dynamic batching."""
     from gravityml.errors import SpecError
@@ -80,7 +82,21 @@ def serve(
         raise SpecError("--port", "is not a TCP port", allowed="0-65535 (0: any free port)", got=port,
                         fix="choose a port such as 8080")
     check_flags(refs, canary, shadow, follow_aliases)  # before anything loads
-    check_bindable(host, port)
+    from gravityml.inference._workers import WORKER_ENV, run_workers
+
+    worker = WORKER_ENV in os.environ
+    if workers > 1:
+        _check_workers(workers, grpc_port=grpc_port, admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV),
+                       log_predictions=log_predictions)
+    if not worker:  # a worker's port is held by its supervisor
+        check_bindable(host, port)
+    if workers > 1 and not worker:
+        argv = sys.argv[sys.argv.index("serve") + 1:] if "serve" in sys.argv else None
+        if argv is None:
+            raise SpecError("--workers", "needs the gravityml command line", allowed="gravityml serve ... --workers N",
+                            got=workers, fix="run `gravityml serve` from a shell, or call gravityml.inference.serve "
+                            "once per process")
+        raise typer.Exit(run_workers(argv, workers=workers, host=host, port=port))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("gravityml.access", "gravityml.serve", "uvicorn.error"):
@@ -108,6 +124,7 @@ def serve(
         shadow_queue=shadow_queue,
         follow_aliases=follow_aliases,
         poll_s=poll_seconds,
+        workers=workers,
     )
 
     def ready(models: list) -> None:  # type: ignore[type-arg]
@@ -118,10 +135,25 @@ def serve(
         console.print(f"Open Inference Protocol on http://{host}:{port}/v2 ({auth}); metrics /metrics, API /docs")
 
     try:
-        serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready)
+        serve_(list(refs), host=host, port=port, runtime=runtime, config=config, on_ready=ready, reuse_port=worker)
     finally:
         if config.prediction_log is not None:
             config.prediction_log.close()  # what is queued is written, the open file closed and renamed
+
+
+def _check_workers(workers: int, *, grpc_port: int | None, admin_token: str | None, log_predictions: str | None) -> None:
+    """What --workers does not combine with yet: each worker would act alone."""
+    from gravityml.errors import SpecError
+
+    for given, flag, why in (
+        (grpc_port is not None, "--grpc-port", "the gRPC service runs in one process only"),
+        (bool(admin_token), "--admin-token", "a load or unload over HTTP would reach one worker, not all"),
+        (bool(log_predictions), "--log-predictions", "the workers would write one log folder at once"),
+    ):
+        if given:
+            raise SpecError(flag, f"does not combine with --workers {workers} yet: {why}",
+                            allowed="--workers 1 with it, or --workers N without it", got=f"{flag} with --workers {workers}",
+                            fix=f"drop {flag}, or serve with --workers 1")
 
 
 def _prediction_logger(ref: str, target: str, sample_rate: float) -> object:

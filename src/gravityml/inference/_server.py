@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -48,6 +49,7 @@ from gravityml.inference._tensors import (
     output_tensors,
     select_outputs,
 )
+from gravityml.inference._workers import MULTIPROC_ENV, WORKER_HEADER, listening_socket
 
 log = logging.getLogger("gravityml.serve")
 #: The binary tensor extension's header: the length of the JSON part of the body.
@@ -152,6 +154,9 @@ class ServeConfig:
     #: Poll the registry every ``poll_s`` for the NAME@ALIAS refs served; swap when an alias moves.
     follow_aliases: bool = False
     poll_s: float = 10.0
+    #: Server processes on the port (``--workers``; see _workers.py). Above 1, /metrics adds up the
+    #: series of every worker (Prometheus multiprocess mode) and responses name their worker's PID.
+    workers: int = 1
 
 
 class _ClientError(Exception):
@@ -627,16 +632,49 @@ def create_app(
             return _json({"name": name, "versions": dropped, "state": "UNAVAILABLE"})
         return await _guarded(request, run)
 
+    multiprocess = config.workers > 1 and bool(os.environ.get(MULTIPROC_ENV))
+
     @app.get("/metrics", tags=["server"])
     async def prometheus() -> Response:
         metrics.pending.clear()  # versions unloaded since the last scrape drop out
         for name in repo.names:
             for version in repo.versions(name):
                 metrics.pending.labels(name, version).set(repo.get(name, version).batcher.pending)
+        if multiprocess:  # every worker's series from the shared folder: counters summed, gauges by pid
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return Gate(app, metrics=metrics, token=config.token, admin_token=config.admin_token,
-                cors_origins=config.cors_origins, lifecycle=lifecycle)
+    gated = Gate(app, metrics=metrics, token=config.token, admin_token=config.admin_token,
+                 cors_origins=config.cors_origins, lifecycle=lifecycle)
+    return _NamedWorker(gated) if config.workers > 1 else gated
+
+
+class _NamedWorker:
+    """ASGI wrapper: every HTTP response carries the answering worker's PID (``--workers``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.header = (WORKER_HEADER.encode(), str(os.getpid()).encode())
+
+    def __getattr__(self, name: str) -> Any:  # app.state, routes ...: the wrapped application's
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, named)
 
 
 def _checked_loader(
@@ -679,8 +717,8 @@ class _DrainingServer:
 
         self.server = Server(config)
 
-    def run(self) -> None:
-        self.server.run()
+    def run(self, sockets: list[Any] | None = None) -> None:
+        self.server.run(sockets=sockets)
 
 
 def serve(
@@ -692,13 +730,15 @@ def serve(
     config: ServeConfig | None = None,
     graceful_s: float = 30.0,
     on_ready: Callable[[list[Loaded]], None] | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Load ``refs`` (aliases resolved now) and serve them until SIGINT/SIGTERM.
 
     On SIGTERM the server first drains for ``config.drain_s`` (readiness 503, every response with
     ``Connection: close``, new connections still answered); then, as on SIGINT, uvicorn stops
     accepting connections and lets in-flight requests finish (up to ``graceful_s``), and the
-    batchers drain what they hold.
+    batchers drain what they hold. ``reuse_port``: listen on a socket of its own bound with
+    SO_REUSEPORT (a worker of ``--workers``: the port is shared with the others).
     """
     import uvicorn
 
@@ -737,4 +777,4 @@ def serve(
         lifecycle,
         config.drain_s,
     )
-    server.run()
+    server.run(sockets=[listening_socket(host, port)] if reuse_port else None)
