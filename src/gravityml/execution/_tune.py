@@ -48,6 +48,7 @@ from gravityml.execution._local import (
     store_trained,
 )
 from gravityml.execution._placement import record_egress, record_metered, start_meter
+from gravityml.execution._raytune import on_ray_cluster
 from gravityml.paradigms import TrainContext, train
 from gravityml.spec import JobSpec, parse_spec
 from gravityml.spec._tune import TRAIN_KEYS, Distribution, TuneSpec
@@ -147,29 +148,28 @@ def intermediate_key(metric: str) -> str:
     return "val/" + metric.split("/", 1)[1] if metric.startswith("test/") else metric
 
 
-class _Pruning:
-    """A metric sink that reports each epoch's value to the trial and says when ASHA prunes it."""
+class EpochSink:
+    """A metric sink that hands each epoch's value of the search's metric on the validation rows to
+    :meth:`on_value` (``val/loss`` when the model reports no such value, negated for ``mode: max``)."""
 
-    def __init__(self, trial: Any, tune: TuneSpec) -> None:
-        self.trial, self.key, self.sign = trial, intermediate_key(tune.metric), 1.0
-        self.reported = 0
-        self.pruned_at: int | None = None
+    def __init__(self, metric: str, mode: str) -> None:
+        self.key, self.maximise = intermediate_key(metric), mode == "max"
         self.used: str | None = None
 
     def log_metrics(self, metrics: Metrics, step: int | None = None) -> None:
         if step is None:
             return
         if self.key in metrics:
-            key, sign = self.key, 1.0
+            key, value = self.key, float(metrics[self.key])
         elif "val/loss" in metrics:  # lower is better: negated when the search maximises
-            key, sign = "val/loss", -1.0 if self.trial.study.direction.name == "MAXIMIZE" else 1.0
+            key, value = "val/loss", (-1.0 if self.maximise else 1.0) * float(metrics["val/loss"])
         else:
             return
         self.used = key
-        self.trial.report(sign * float(metrics[key]), step)
-        self.reported += 1
-        if self.pruned_at is None and self.trial.should_prune():
-            self.pruned_at = step
+        self.on_value(value, step)
+
+    def on_value(self, value: float, step: int) -> None:
+        raise NotImplementedError
 
     def log_params(self, params: Params) -> None:
         pass
@@ -179,6 +179,20 @@ class _Pruning:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         pass
+
+
+class _Pruning(EpochSink):
+    """Reports each epoch's value to the Optuna trial and says when ASHA prunes it."""
+
+    def __init__(self, trial: Any, tune: TuneSpec) -> None:
+        super().__init__(tune.metric, tune.mode)
+        self.trial = trial
+        self.pruned_at: int | None = None
+
+    def on_value(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+        if self.pruned_at is None and self.trial.should_prune():
+            self.pruned_at = step
 
     def should_stop(self) -> str | None:
         return None if self.pruned_at is None else f"pruned by ASHA after epoch {self.pruned_at}"
@@ -268,7 +282,15 @@ def run_search(
         parent.set_tags({f"{LINEAGE_PREFIX}search_forecast": forecast_line})
         meter = start_meter(metered_job, ws, parent)
         try:
-            _trials(study, job, tune, ws, parent, dataset, meter, outcome, lineage, trials, sinks)
+            if tune.max_concurrent > 1 and on_ray_cluster():  # trials at once over the site's nodes
+                from gravityml.execution._raytune import run_ray_tune
+
+                study = run_ray_tune(job, tune, ws, parent, trials - done, meter, outcome, checkpoint_dir)
+            else:
+                if tune.max_concurrent > 1:
+                    lineage["concurrency"] = ("one trial at a time in this process (max_concurrent "
+                                              f"{tune.max_concurrent} applies on a Ray site)")
+                _trials(study, job, tune, ws, parent, dataset, meter, outcome, lineage, trials, sinks)
         finally:
             record_metered(metered_job, ws, parent, meter)
         return _finish(study, job, spec, tune, ws, parent, outcome, lineage, checkpoint_dir)
@@ -329,14 +351,17 @@ def _trials(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: T
             lineage["asha"] = f"successive halving on {pruning.used} per epoch"
 
 
-def _one_trial(spec: JobSpec, job: PlacedJob, ws: Workspace, parent: TrackedRun, number: int,
+def _one_trial(spec: JobSpec, job: PlacedJob, ws: Workspace, parent: TrackedRun, number: int | str,
                values: Mapping[str, Any], dataset: Any, sinks: Sequence[MetricSink],
-               should_stop: Callable[[], str | None]) -> tuple[Any, str, str]:
+               should_stop: Callable[[], str | None],
+               on_start: Callable[[str], None] | None = None) -> tuple[Any, str, str]:
     """One trial as a child run of the search: trained, its model stored; (result, run id, model URI)."""
     tags = {PARENT_TAG: parent.run_id, f"{LINEAGE_PREFIX}trial": str(number),
             f"{LINEAGE_PREFIX}site": job.site, f"{LINEAGE_PREFIX}search_run_id": parent.run_id}
     with ws.scratch("trial") as tmp, start_run(ws, job.mlflow_experiment, run_name=f"{spec.name}-trial-{number}",
                                                  tags=tags) as run:
+        if on_start is not None:
+            on_start(run.run_id)
         run.log_params({"trial": dict(values)})
         ctx = TrainContext(spec=spec, workdir=Path(tmp), dataset=dataset, sink=TeeSink([run, *sinks]),
                            should_stop=should_stop)
@@ -433,5 +458,5 @@ def _plot(study: Any, tune: TuneSpec, path: Path) -> Path:
     return path
 
 
-__all__ = ["REGISTERED_TAG", "SearchOutcome", "forecast_check", "intermediate_key", "make_study", "run_search",
+__all__ = ["REGISTERED_TAG", "EpochSink", "SearchOutcome", "forecast_check", "intermediate_key", "make_study", "run_search",
            "trial_spec"]
