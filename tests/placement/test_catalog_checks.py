@@ -62,8 +62,10 @@ def test_executor_local_means_this_machine_is_there_so_at_most_one_site_says_it(
     assert one.here == "a" and "local" not in one.sites  # this machine is site a, not a site of its own
     assert parse_catalog({"sites": {"b": cloud()}}).here == "local"  # none says so: this machine is added
     assert not one.sites["b"].runnable and one.sites["a"].runnable
-    with pytest.raises(CatalogError, match=r"sites\.b\.executor: an executor is 'local' or the address"):
+    with pytest.raises(CatalogError, match=r"sites\.b\.executor: an executor is 'local', the address"):
         parse_catalog({"sites": {"b": cloud(executor="10.0.0.5:8265")}})
+    with pytest.raises(CatalogError, match=r"SkyPilot is a launcher.*write `launcher: skypilot` instead"):
+        parse_catalog({"sites": {"b": cloud(executor="skypilot")}})
 
 
 def test_a_site_without_an_executor_is_planned_and_priced_but_train_refuses_with_one_line(

@@ -344,12 +344,15 @@ def _check_site(name: str, site: Site) -> None:
             fix="give the master URL `spark-class org.apache.spark.deploy.master.Master` prints (spark://...)",
         )
     if ex is not None and site.spark is None and ex != LOCAL_EXECUTOR and not ex.startswith(_EXECUTOR_SCHEMES):
+        launcher = ex.strip().lower() == "skypilot"
         raise CatalogError(
             f"sites.{name}.executor",
-            "an executor is 'local' or the address of the site's Ray cluster",
-            allowed=["local", "http://HOST:8265", "https://HOST", "ray://HOST:10001"],
+            "an executor is 'local', the address of the site's Ray cluster, or {spark: MASTER}"
+            + ("; SkyPilot is a launcher (a cluster launched per job), not an executor" if launcher else ""),
+            allowed=["local", "http://HOST:8265", "https://HOST", "ray://HOST:10001", "{spark: spark://HOST:7077}"],
             got=ex,
-            fix="give the job server's address (ray start --head prints it), or leave executor out",
+            fix="write `launcher: skypilot` instead of `executor: skypilot`" if launcher else
+            "give the job server's address (ray start --head prints it), or leave executor out",
         )
     if ex is not None and site.launcher is not None:
         raise CatalogError(
