@@ -30,3 +30,20 @@ def test_a_spec_that_sets_epochs_keeps_its_loop(tmp_path: Path) -> None:
     result = _fit(tmp_path, epochs=3)
     assert "loop.defaults" not in result.tags
     assert result.tags["epochs_run"] == "3" and result.metrics["data/train_rows"] == 120
+
+
+def test_epochs_20_written_in_the_spec_is_the_authors_choice_also_once_placed(tmp_path: Path) -> None:
+    """20 is TrainSpec's default; written out, it is a choice (20 epochs, no early stopping), and it stays
+    one through the placed job's document; left out, the loop defaults apply after placement too."""
+    from gravityml.execution import place
+
+    doc = {"name": "d", "task": "supervised", "data": {"source": "sklearn:iris", "target": "target"},
+           "model": {"type": "mlp", "params": {"hidden": [8]}}, "train": {"lr": 0.05, "epochs": 20},
+           "compute": {"accelerator": "cpu", "threads": 1}}
+    chosen = place(load_spec(doc)).job().load_spec()
+    assert "epochs" in chosen.train.model_fields_set
+    result = train(TrainContext(spec=chosen, workdir=tmp_path, dataset=load_dataset(chosen)))
+    assert "loop.defaults" not in result.tags and result.tags["epochs_run"] == "20"
+    unset = place(load_spec({**doc, "train": {"lr": 0.05}})).job().load_spec()
+    assert not {"epochs", "patience"} & unset.train.model_fields_set
+    assert unset.document()["train"] == {"lr": 0.05}

@@ -283,7 +283,7 @@ def _load_data(spec: JobSpec, job: PlacedJob) -> Any:
 
 def _log_job(run: TrackedRun, spec: JobSpec, dataset: Any) -> None:
     run.log_params(_spec_params(spec))
-    run.log_text(yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False), "job.yaml")
+    run.log_text(yaml.safe_dump(spec.document(), sort_keys=False), "job.yaml")
     environment: dict[str, Any] = {"packages": package_versions(), "hardware": describe_hardware(),
                                    "precision": spec.compute.precision}
     run.log_dict(environment, "environment.json")

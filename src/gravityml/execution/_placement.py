@@ -78,7 +78,7 @@ class Placed:
         home = self.catalog.sites[d.home_site] if d.home_site is not None else None
         store = home.storage if moves and home is not None else None
         return PlacedJob(
-            spec=self.spec.model_dump(mode="json", exclude_none=True),
+            spec=self.spec.document(),
             base_dir=str(self.spec.base_dir),
             site=c.site,
             jurisdiction=self.site.jurisdiction,

@@ -163,7 +163,10 @@ def run_ray_tune(job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: TrackedR
                else optuna.samplers.RandomSampler(seed=tune.seed))
     searcher = BudgetGate(OptunaSearch(distributions, metric="final", mode=tune.mode, sampler=sampler),
                           tune.max_concurrent, key)
-    epochs = int(job.spec.get("train", {}).get("epochs", 20))
+    from gravityml.paradigms.deep._train import AUTO_MAX_EPOCHS
+
+    train_cfg = job.load_spec().train  # epochs unset: a built-in network's loop runs up to AUTO_MAX_EPOCHS
+    epochs = train_cfg.epochs if "epochs" in train_cfg.model_fields_set else max(train_cfg.epochs, AUTO_MAX_EPOCHS)
     # max_t: one report per epoch, then the trial's final one (a trial stopped at max_t never makes it)
     scheduler = (ASHAScheduler(metric="score", mode=tune.mode, max_t=max(epochs, 1) + 1, grace_period=1,
                                reduction_factor=3)

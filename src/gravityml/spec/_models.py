@@ -130,7 +130,7 @@ class ModelSpec(StrictModel):
     )
     params: dict[str, Any] = Field(default_factory=dict, description="The model type's parameters.")
     framework: Literal["torch", "tensorflow"] = Field(
-        "torch", description="The built-in networks (mlp, cnn): torch, or tensorflow (Keras 3, the tensorflow extra)."
+        "torch", description="The built-in networks (mlp, cnn, text): torch, or tensorflow (Keras 3, the tensorflow extra)."
     )
     loss: str | None = Field(
         None, description="type torch: cross_entropy | mse | l1 | huber, or 'module:callable' (default by problem)."
@@ -267,6 +267,15 @@ class JobSpec(StrictModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
+    def document(self) -> dict[str, Any]:
+        """The spec as a mapping that loads back to the same spec (a placed job, a run's job.yaml):
+        ``None`` fields left out, and the ``train`` keys its author did not set left unset, since
+        a built-in network's loop defaults depend on whether ``epochs`` and ``patience`` were set."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        if "train" in dumped:
+            dumped["train"] = {k: v for k, v in dumped["train"].items() if k in self.train.model_fields_set}
+        return dumped
+
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> JobSpec:
         _check_model_type(self.model.type, self.task)
@@ -375,7 +384,7 @@ def _check_model(model: ModelSpec, task: str, problem: str, base_dir: Path | Non
 
 
 #: The built-in networks that also train on TensorFlow (``framework: tensorflow``).
-TENSORFLOW_NETS = ("mlp", "cnn")
+TENSORFLOW_NETS = ("mlp", "cnn", "text")
 
 
 def _missing(name: str) -> bool:

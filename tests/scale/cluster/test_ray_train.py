@@ -12,8 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-#: An MLP on the 8x8 digits: seconds per run, and it converges well within the epochs given (not 20,
-#: which the deep trainer reads as "unset" and turns into its own default with early stopping).
+#: An MLP on the 8x8 digits: seconds per run, and it converges well within the epochs given.
 SPEC = {
     "task": "supervised",
     "data": {"source": "sklearn:digits", "target": "target", "split": {"test": 0.2, "validation": 0.1, "seed": 7}},

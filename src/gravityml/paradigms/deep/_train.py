@@ -189,10 +189,8 @@ def with_loop_defaults(ctx: TrainContext) -> tuple[TrainContext, dict[str, str]]
     """``ctx`` with the early-stopping loop above where the spec chose none, and the tag saying so."""
     from dataclasses import replace
 
-    from gravityml.spec import TrainSpec
-
     cfg = ctx.spec.train
-    if ctx.spec.model.type not in BUILT_IN or cfg.patience is not None or cfg.epochs != TrainSpec.model_fields["epochs"].default:
+    if ctx.spec.model.type not in BUILT_IN or {"epochs", "patience"} & cfg.model_fields_set or cfg.patience is not None:
         return ctx, {}
     update: dict[str, Any] = {"epochs": AUTO_MAX_EPOCHS, "patience": AUTO_PATIENCE}
     if cfg.lr_schedule == "constant":
