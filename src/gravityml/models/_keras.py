@@ -1,6 +1,6 @@
 """The ``keras`` flavor: a Keras 3 network on TensorFlow plus the encoder that turns rows into its input.
 
-Two kinds of network live here: the built-in ``mlp`` and ``cnn`` on TensorFlow
+Two kinds of network live here: the built-in ``mlp``, ``cnn`` and ``text`` on TensorFlow
 (``model: {type: mlp, framework: tensorflow}``) and your own Keras model from a factory
 (``model: {type: keras, entry_point: "my_pkg.nets:build"}``), called as
 ``build(inputs, outputs, **params)`` with the same :class:`~gravityml.models._own.Inputs` and
@@ -8,7 +8,10 @@ Two kinds of network live here: the built-in ``mlp`` and ``cnn`` on TensorFlow
 any layer). Either way the platform wraps it: raw numbers in, NaN -> the training median and
 ``(x - mean) / std`` inside the graph (a :class:`Standardize` layer), images reshaped from flat
 pixels to ``(N, H, W, C)`` (channels last, as Keras' layers expect), and outputs cast to float32.
-So the ONNX and TFLite graphs take the same raw rows the torch flavor's graphs take.
+Text is tokenised by the platform's own tokenizer (the torch flavor's encoder and vocabulary, so both
+frameworks read a document as the same token ids) and the ``text`` network is the torch ``TextNet``:
+an embedding, its mean over the real tokens (id 0 is padding), a small ReLU head.
+So the ONNX and TFLite graphs take the same raw rows (or token ids) the torch flavor's graphs take.
 
 A model folder holds ``network.weights.h5`` (Keras' weights file), ``encoder.json`` (the torch
 flavor's encoder: column order, one-hot categories, image shape, vocabulary), the manifest whose
@@ -144,7 +147,16 @@ def _layers() -> SimpleNamespace:
             self.mean.assign(np.asarray(mean, dtype="float32"))
             self.std.assign(np.asarray(std, dtype="float32"))
 
-    return SimpleNamespace(Standardize=Standardize)
+    class MaskedMean(keras.layers.Layer):  # type: ignore[misc, name-defined]
+        """The mean of token embeddings over real tokens (id != 0): ``nn.EmbeddingBag(mode="mean")``,
+        written with plain multiply / sum / divide so that tf2onnx and the TFLite converter keep it."""
+
+        def call(self, embedded: Any, ids: Any) -> Any:
+            mask = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), embedded.dtype), -1)
+            count = ops.maximum(ops.sum(mask, axis=1), ops.cast(1.0, embedded.dtype))
+            return ops.sum(embedded * mask, axis=1) / count
+
+    return SimpleNamespace(Standardize=Standardize, MaskedMean=MaskedMean)
 
 
 # ---- the networks -----------------------------------------------------------------------------------
@@ -186,6 +198,15 @@ def _cnn(keras: Any, x: Any, shape: list[int], n_out: int, channels: int, blocks
     return layers.Dense(n_out)(x)
 
 
+def _text(keras: Any, ids: Any, vocab_size: int, n_out: int, dim: int, hidden: int, dropout: float) -> Any:
+    """The torch ``TextNet`` on Keras: embedding, masked mean over tokens, Dense-ReLU-Dropout, linear head."""
+    layers = keras.layers
+    embedded = layers.Embedding(int(vocab_size), int(dim), name="embed")(ids)
+    x = _layers().MaskedMean(name="pool")(embedded, ids)
+    x = layers.Dropout(float(dropout))(layers.Dense(int(hidden), activation="relu")(x))
+    return layers.Dense(n_out)(x)
+
+
 def _own_net(config: dict[str, Any]) -> tuple[Any, Any]:
     """Your factory's network and the Inputs it was told about."""
     from gravityml.models._own import Inputs, Outputs, import_factory
@@ -208,7 +229,7 @@ def input_kind(config: dict[str, Any]) -> str:
     """``table``, ``image`` or ``text``: what the network's input holds."""
     if config["arch"] == "keras":
         return str(config["inputs"]["kind"])
-    return "image" if config["arch"] == "cnn" else "table"
+    return {"cnn": "image", "text": "text"}.get(config["arch"], "table")
 
 
 def input_width(config: dict[str, Any]) -> int:
@@ -222,13 +243,15 @@ def input_width(config: dict[str, Any]) -> int:
         return int(given["n_features"])
     if config["arch"] == "cnn":
         return int(np.prod(config["shape"]))
+    if config["arch"] == "text":
+        return int(config["params"]["max_tokens"])
     return int(config["n_inputs"])
 
 
 def build_keras_network(config: dict[str, Any]) -> Any:
     """The (untrained) keras.Model a config describes, at the current dtype policy.
 
-    ``config`` is the torch flavor's network config (``arch`` mlp | cnn, sizes, params) or, for your
+    ``config`` is the torch flavor's network config (``arch`` mlp | cnn | text, sizes, params) or, for your
     own model, ``arch: keras`` with the entry point, params, inputs, outputs and code to store.
     """
     keras = keras_module()
@@ -252,6 +275,9 @@ def build_keras_network(config: dict[str, Any]) -> Any:
     elif config["arch"] == "mlp":
         p = config["params"]
         out = _mlp(keras, x, int(config["n_outputs"]), list(p["hidden"]), p["dropout"])
+    elif config["arch"] == "text":
+        p = config["params"]
+        out = _text(keras, x, int(config["vocab_size"]), int(config["n_outputs"]), p["dim"], p["hidden"], p["dropout"])
     else:
         raise ValueError(f"no keras network for architecture {config['arch']!r}")
     # The loss and what leaves the model run in float32 under any mixed policy (Keras' advice).

@@ -1,8 +1,9 @@
 """Supervised deep learning on TensorFlow: rows -> encoder -> a Keras network -> ``model.fit`` -> a KerasModel.
 
-Trains ``model.type: keras`` (your Keras model by entry point) and the built-in ``mlp`` and ``cnn``
-with ``model.framework: tensorflow``. The rows are split, validated and encoded exactly as for the
-torch networks (:func:`gravityml.paradigms.deep._train.prepare`), so both frameworks see the same
+Trains ``model.type: keras`` (your Keras model by entry point) and the built-in ``mlp``, ``cnn`` and
+``text`` with ``model.framework: tensorflow``. The rows are split, validated and encoded exactly as for the
+torch networks (text: the platform's tokenizer and the vocabulary built from the training rows, with
+``max_tokens`` sized from them when the spec does not set it) (:func:`gravityml.paradigms.deep._train.prepare`), so both frameworks see the same
 training, validation and test rows. What the platform adds around Keras' own ``fit``:
 
 * precision from ``compute.precision`` as a Keras dtype policy (bf16 -> ``mixed_bfloat16``,
@@ -240,7 +241,8 @@ def fit_keras(ctx: TrainContext, prep: Prepared, config: dict[str, Any], precisi
                 got=dict(config.get("params") or {}),
                 fix="correct model.params (see `gravityml validate JOB.yaml` for each parameter)",
             ) from None
-        set_standardize(network, *_stats(prep.arch, prep.X_train))
+        if not text:
+            set_standardize(network, *_stats(prep.arch, prep.X_train))
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if classify else keras.losses.MeanSquaredError()
         network.compile(optimizer=_optimizer(keras, ctx), loss=loss, metrics=["accuracy"] if classify else None)
         state, start = _State(), 0
@@ -287,7 +289,7 @@ def _serving_copy(config: dict[str, Any], network: Any) -> Any:
 
 
 def train(ctx: TrainContext) -> TrainResult:
-    """Train a Keras model (your own by entry point, or the built-in mlp / cnn on TensorFlow)."""
+    """Train a Keras model (your own by entry point, or the built-in mlp / cnn / text on TensorFlow)."""
     keras_module()  # a missing extra is said before any work
     dataset = ctx.dataset
     assert dataset is not None and dataset.target is not None
