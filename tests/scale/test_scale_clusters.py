@@ -20,7 +20,7 @@ FOLDER = HERE / "cluster"
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray-scale-cluster")
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1000)
 def test_scale_out_on_a_two_node_ray_cluster_in_a_private_network(tmp_path: Path) -> None:
-    run_in_private_network(FOLDER, tmp_path, what="Ray cluster tests", timeout_s=880, inner_timeout_s=600,
+    run_in_private_network(FOLDER, tmp_path, what="Ray cluster tests", timeout_s=980, inner_timeout_s=800,
                            pytest_args="-p no:xdist --durations=0")

@@ -123,3 +123,23 @@ def test_two_workers_survive_a_killed_worker_and_match_one_process(scale_env, cl
     alone = _train_here(tmp_path, "digits-one-process")
     assert distributed > 0.9
     assert abs(distributed - alone) <= 0.01 + 1e-9, (distributed, alone)
+
+
+def test_a_budget_cap_stops_every_ray_train_worker_at_an_epoch_and_registers_nothing(scale_env, cli) -> None:  # type: ignore[no-untyped-def]
+    """The site costs 1 $ an hour a node: a 0.004 $ cap is crossed within seconds of metering, long
+    before 2,000 epochs; the driver relays the meter's reason to the workers, which stop together."""
+    name = "digits-ray-train-capped"
+    spec = _spec(name, workers=2)
+    spec["train"] = {**SPEC["train"], "epochs": 2000}
+    spec["placement"] = {**SPEC["placement"], "budget_usd": 0.004}
+    path = scale_env.job(name, spec)
+    code, out, err = cli("train", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site)
+    assert code == 2, (out + err)[-3000:]
+    assert "stopped for budget after its last checkpoint" in err
+    registry = scale_env.registry()
+    assert not registry.search_model_versions(f"name='{name}'")
+    (run,) = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["gravityml.stopped_for_budget"] == "true"
+    assert "budget" in run.data.tags["gravityml.stop_reason"]
+    epochs = len(registry.get_metric_history(run.info.run_id, "train/loss"))
+    assert 1 <= epochs < 2000

@@ -9,6 +9,10 @@ which it wrote one; the other ranks report only their metrics (every rank report
 as Ray Train requires). Ray Train persists the checkpoints under ``<checkpoint_dir>/ray-train``
 (on a site, a folder of the site's workspace: every node of a multi-node cluster must see it).
 
+A budget cap reaches the workers through a file in that folder: while ``trainer.fit()`` runs, the
+driver polls its ``should_stop`` (the job's meter) and writes the reason there; every rank's loop
+reads it after each epoch, the ranks agree, checkpoint and stop, and the job ends stopped for budget.
+
 ``compute.max_failures`` becomes ``FailureConfig(max_failures)``: when a worker dies, Ray Train
 restarts the group and every worker resumes from the last reported checkpoint, with the loop's
 resume path (weights, optimiser, schedule, RNG states), so a run with a failure ends where an
@@ -24,6 +28,9 @@ import io
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +64,45 @@ def _never() -> str | None:
     return None
 
 
+#: In the run's Ray Train folder (which every node sees): the reason the driver asks the workers to
+#: stop (a budget cap), written by the driver while ``trainer.fit()`` runs, read by every rank.
+STOP_FILE = "stop-requested"
+
+
+def _stop_requested(path: Path) -> Callable[[], str | None]:
+    def should_stop() -> str | None:
+        try:
+            return path.read_text(encoding="utf-8").strip() or "stop requested"
+        except OSError:
+            return None
+
+    return should_stop
+
+
+@contextmanager
+def _relay_stop(should_stop: Callable[[], str | None], path: Path, every_s: float = 1.0) -> Iterator[None]:
+    """While the block runs, poll the driver's ``should_stop`` and write its reason to ``path``."""
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.wait(every_s):
+            reason = should_stop()
+            if reason:
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(reason, encoding="utf-8")
+                os.replace(tmp, path)
+                return
+
+    path.unlink(missing_ok=True)
+    thread = threading.Thread(target=poll, name="gravityml-ray-train-stop", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(5)
+
+
 def _worker_loop(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs: the platform's loop on its shard, reporting every epoch."""
     import ray.train
@@ -74,7 +120,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
             with restored.as_directory() as folder:
                 shutil.copy2(Path(folder) / CHECKPOINT, local / CHECKPOINT)
         ctx: TrainContext = replace(config["ctx"], checkpoint_dir=local, resume=restored is not None,
-                                    sink=NullSink(), should_stop=_never)
+                                    sink=NullSink(), should_stop=_stop_requested(Path(config["stop_file"])))
         network = torch.load(io.BytesIO(config["network"]), weights_only=False)
         arrays = config["arrays"]
 
@@ -139,6 +185,7 @@ def fit_ray_train(
         "arrays": arrays,
         "options": {k: v for k, v in options.items() if k != "extra_metrics"},
         "backend": backend,
+        "stop_file": str(storage / STOP_FILE),
     }
     if not ray.is_initialized():
         import logging
@@ -156,7 +203,8 @@ def fit_ray_train(
         ),
     )
     try:
-        outcome = trainer.fit()
+        with _relay_stop(ctx.should_stop, storage / STOP_FILE):  # a budget cap stops every rank at an epoch
+            outcome = trainer.fit()
     except GravityMLError:
         raise
     except Exception as err:  # TrainingFailedError: the workers' failures, past max_failures
