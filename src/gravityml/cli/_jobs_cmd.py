@@ -27,11 +27,13 @@ def _state(record, ws):  # type: ignore[no-untyped-def]
     from gravityml.execution._ray import LOST_TAG
 
     client = record.workspace(ws).client
-    run = client.get_run(record.run_id)
+    run = client.get_run(record.run_id) if record.run_id else None
     try:
         ray_status = str(client_for(record).get_job_status(record.job_id)).rsplit(".", 1)[-1]
     except ExecutorError:
-        ray_status = "lost" if LOST_TAG in run.data.tags else "unreachable"
+        ray_status = "lost" if run is not None and LOST_TAG in run.data.tags else "unreachable"
+    if run is None:  # a batch scoring job: no run; the version it scores with, and where it publishes
+        return ray_status, "-", f"{record.model} -> {record.output}"
     found = client.search_model_versions(f"run_id = '{record.run_id}'")
     version = f"{record.model}/{found[0].version}" if found else ""
     return ray_status, run.info.status, version
@@ -47,8 +49,9 @@ def list_jobs(limit: int = typer.Option(20, "--limit", min=1, help="Show the mos
     for record in read_records(ws)[-limit:]:
         ray_status, run_status, version = _state(record, ws)
         submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.submitted))
-        rows.append((record.job_id, record.site, ray_status, run_status, submitted, record.run_id, version))
-    console.print(table("jobs", ["job", "site", "state", "run", "submitted", "run id", "model version"], rows))
+        rows.append((record.job_id, record.kind, record.site, ray_status, run_status, submitted, record.run_id or "-",
+                     version))
+    console.print(table("jobs", ["job", "kind", "site", "state", "run", "submitted", "run id", "model version"], rows))
 
 
 @jobs_app.command("status")
@@ -61,8 +64,11 @@ def status_cmd(job: str = typer.Argument(..., help="Job id (gravityml jobs list)
     ray_status, run_status, version = _state(record, ws)
     console.print(f"job      {record.job_id} on site {record.site} ({record.address})")
     console.print(f"state    {ray_status}")
-    console.print(f"run      {record.run_id} {run_status}")
-    console.print(f"version  {version or '(none registered)'}")
+    if record.run_id:
+        console.print(f"run      {record.run_id} {run_status}")
+        console.print(f"version  {version or '(none registered)'}")
+    else:
+        console.print(f"scores   {version}")
 
 
 @jobs_app.command("logs")
@@ -105,6 +111,7 @@ def stop_cmd(job: str = typer.Argument(..., help="Job id (gravityml jobs list)."
 
     record = find_record(_workspace(), job)
     ws = record.workspace(_workspace())
-    final = stop(client_for(record), record.job_id, ws, record.run_id)
-    console.print(f"stopped  {record.job_id} on site {record.site}: {final}; run {record.run_id} "
-                  f"{ws.client.get_run(record.run_id).info.status}")
+    final = stop(client_for(record), record.job_id, ws, record.run_id or None)
+    ran = f"; run {record.run_id} {ws.client.get_run(record.run_id).info.status}" if record.run_id else \
+        " (a batch job publishes nothing when stopped)"
+    console.print(f"stopped  {record.job_id} on site {record.site}: {final}{ran}")

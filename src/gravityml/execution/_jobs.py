@@ -32,6 +32,10 @@ class JobRecord:
     auth_token_env: str | None = None  # the variable's name, never the token
     connect_timeout_s: float = 30.0
     tracking_uri: str | None = None  # where the job's run is tracked
+    #: ``train`` (a run, maybe a version) or ``predict`` (a batch scoring job: no run; ``model`` is the
+    #: NAME/VERSION it scores with, ``output`` where it publishes).
+    kind: str = "train"
+    output: str = ""
 
     def workspace(self, workspace: Workspace) -> Workspace:
         """``workspace``, reporting to the tracking server the job's run lives in."""

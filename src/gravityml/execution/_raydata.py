@@ -461,6 +461,7 @@ def predict_on_site(
     """
     from gravityml.data import LOCAL_EXECUTOR, load_catalog
     from gravityml.errors import CatalogError
+    from gravityml.execution._jobs import JobRecord, append_record
     from gravityml.execution._ray import _stderr, connect, follow
     from gravityml.tracking import Workspace
 
@@ -508,6 +509,10 @@ def predict_on_site(
         raise ExecutorError(f"site {site!r}: the Ray cluster at {entry.executor!r} refused the batch job: "
                             f"{first.strip()[:300]}", allowed="a job the cluster accepts", got=entrypoint,
                             fix=f"check sites.{site}.python and that gravityml's dependencies are installed there") from None
+    append_record(ws, JobRecord(job_id=job_id, site=site, address=entry.executor, run_id="", model=pinned,
+                                experiment="", submitted=time.time(), auth_token_env=entry.auth_token_env,
+                                connect_timeout_s=entry.connect_timeout_s, tracking_uri=ws.tracking_uri,
+                                kind="predict", output=job.output))
     log(f"submitted {job_id} to site {site!r} ({entry.executor}): {pinned} on {job.input}\n")
     try:
         status, logs = follow(client, job_id, log, poll_s)

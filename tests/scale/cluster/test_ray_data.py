@@ -97,6 +97,15 @@ def test_twenty_parquet_files_in_the_sites_store_are_scored_once_each_over_both_
     # The actors that scored ran on both raylets (node ids they recorded), and their counts add up.
     assert sum(summary["rows_by_node"].values()) == FILES * ROWS
     assert len(summary["rows_by_node"]) == 2, summary["rows_by_node"]
+    # The batch job is in the workspace's jobs, as a train job is: kind, state, what it scored with.
+    import re
+
+    job_id = re.search(r"submitted (gravityml-predict-[0-9a-f]{8})", out + err).group(1)  # type: ignore[union-attr]
+    code, listed, _ = cli("jobs", "list")
+    (row,) = [line for line in listed.splitlines() if job_id in line]
+    assert code == 0 and "predict" in row and "SUCCEEDED" in row and f"-> s3://{BUCKET}/out/" in row, row
+    code, status, _ = cli("jobs", "status", job_id)
+    assert code == 0 and "SUCCEEDED" in status and f"scores   {model}" in status
 
 
 def test_a_corrupt_input_file_fails_the_job_publishes_nothing_and_names_the_file(scale_env, model: str, cli) -> None:
