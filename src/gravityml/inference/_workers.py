@@ -45,9 +45,11 @@ def reserve(host: str, port: int) -> socket.socket:
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A worker's own listening socket on the shared port."""
+    """A worker's own listening socket on the shared port. Its protocol is IPPROTO_TCP, not 0: asyncio
+    sets TCP_NODELAY only on sockets that say so, and without it a response written in two parts
+    waits for the client's delayed ACK (about 40 ms)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
