@@ -140,7 +140,7 @@ def predict(
     log_predictions: str | None = typer.Option(None, "--log-predictions", help="Also log inputs and outputs as "
                                                "Parquet to this folder or s3:// prefix (for `gravityml monitor`)."),
     log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of rows logged."),
-    site: str | None = typer.Option(None, "--site", help="Score with Ray Data on this site's Ray cluster."),
+    site: str | None = typer.Option(None, "--site", help="Score on this site's cluster (Ray Data, or Spark for a Spark site)."),
     catalog: Path | None = typer.Option(None, "--catalog", help="Catalog file, with --site (default: gravityml.yaml "
                                         "here or in GRAVITYML_HOME)."),
     concurrency: int | None = typer.Option(None, "--concurrency", help="Scoring actors, with --site (default: half "
@@ -175,7 +175,7 @@ def predict(
 def _predict_on_site(model: str, input_uri: str, output_uri: str, *, site: str, catalog: Path | None,
                      concurrency: int | None, batch_size: int, proba: bool, keep_input: bool,
                      log_predictions: str | None) -> None:
-    """`predict --site`: Ray Data on the site's cluster, output published whole or not at all."""
+    """`predict --site`: Ray Data (or Spark) on the site's cluster, output published whole or not at all."""
     from gravityml.errors import SpecError
     from gravityml.execution._raydata import predict_on_site
 
@@ -183,6 +183,14 @@ def _predict_on_site(model: str, input_uri: str, output_uri: str, *, site: str, 
         raise SpecError("--log-predictions", "is not available with --site", allowed="--site or --log-predictions",
                         got=log_predictions,
                         fix="score on the site without it, or log from `gravityml serve`")
+    from gravityml.execution._sparkscore import predict_on_spark_site, spark_site
+
+    if spark_site(site, catalog) is not None:  # executor: {spark: MASTER}: the site's Spark cluster scores
+        done = predict_on_spark_site(model, input_uri, output_uri, site=site, catalog=catalog, concurrency=concurrency,
+                                     batch_size=batch_size, proba=proba, keep_input=keep_input)
+        console.print(f"scored {done.rows} rows of {done.files} files with {done.model_ref} on site {site!r} (Spark "
+                      f"{done.spark_app_id}, {done.engine}) -> {done.output} ({len(done.outputs)} Parquet files, _SUCCESS)")
+        return
     result = predict_on_site(model, input_uri, output_uri, site=site, catalog=catalog, concurrency=concurrency,
                              batch_size=batch_size, proba=proba, keep_input=keep_input)
     spread = ", ".join(f"{node[:8]}: {rows}" for node, rows in sorted(result.rows_by_node.items()))

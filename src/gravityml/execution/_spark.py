@@ -15,8 +15,10 @@ fails leaves a FAILED run and no version.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -72,6 +74,11 @@ def open_session(site_name: str, site: Site, app: str) -> Any:
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false"))
     if site.spark.driver_host:
         builder = builder.config("spark.driver.host", site.spark.driver_host)
+    # the executors' Python (batch scoring's pandas functions): the site's, else this driver's interpreter;
+    # PySpark reads it from PYSPARK_PYTHON when the context starts (spark.pyspark.python only via spark-submit)
+    if site.python != "python":
+        os.environ["PYSPARK_PYTHON"] = site.python
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in site.spark.conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
