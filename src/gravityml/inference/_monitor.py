@@ -190,9 +190,9 @@ def select_logged(frame: pd.DataFrame, *, model_ref: str, registered: bool, vers
     Rows logged for a ``--shadow`` or canary version are another model's answers, so by default only
     the rows of the monitored version are compared (``model_ref``, when it is a registered
     ``NAME/V``; a model folder needs a log of one version, or ``version``). ``version`` (``V``,
-    ``NAME/V`` or ``all``) and ``role`` (``served``, ``shadow``, ``all``; ``_gml_role``, which
-    ``serve`` writes as ``shadow`` for mirrored copies) choose otherwise; ``role="shadow"`` alone
-    takes the shadow's rows whatever their version (one version, or name it).
+    ``NAME/V`` or ``all``) and ``role`` (``served``, ``shadow``, ``all``: the ``_gml_role`` the
+    logger's caller gave) choose otherwise; ``role="shadow"`` alone takes the shadow's rows
+    whatever their version (one version, or name it).
     """
     if role is not None and role not in ROLES:
         raise DataError(f"--role: unknown role {role!r}", allowed=list(ROLES), got=role,
