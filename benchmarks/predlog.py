@@ -76,11 +76,68 @@ def measured(port: int, pid: int, wire: list[bytes], total: int) -> tuple[dict[s
     }, latencies
 
 
+def gc_pauses(drain_seconds: float | None, requests: int = 2000) -> dict[str, Any]:
+    """Garbage collections while ``requests`` one-row requests are logged at ~200/s in this process
+    (a server-sized heap: sklearn, pandas, MLflow, FastAPI imported), with the writer draining every
+    ``drain_seconds`` (None: nothing logged). Each request builds its frame and outputs as the
+    server does; queued frames that live long reach the oldest generation and bring full collections."""
+    import gc
+
+    import fastapi  # noqa: F401 - a serving process's heap
+    import mlflow  # noqa: F401
+    import pandas as pd
+    import sklearn.ensemble  # noqa: F401
+
+    from gravityml.inference._predlog import LogConfig, PredictionLogger
+
+    stats = {g: {"count": 0, "ms": 0.0} for g in (0, 1, 2)}
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            stats[info["generation"]]["count"] += 1
+            stats[info["generation"]]["ms"] += (time.perf_counter() - began[0]) * 1000
+
+    columns = {f"feature {i}": np.array([0.5]) for i in range(30)}
+    gc.collect()
+    gc.callbacks.append(timed)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-predlog-gc-") as tmp:
+            logger = PredictionLogger(LogConfig(target=tmp, drain_seconds=drain_seconds)) \
+                if drain_seconds is not None else None
+            for _ in range(requests):
+                frame = pd.DataFrame(columns)
+                outputs = pd.DataFrame({"prediction": np.array([1]), "confidence": np.array([0.9])})
+                if logger is not None:
+                    logger.log(frame, outputs, model_version="m/1", latency_ms=1.0)
+                time.sleep(0.004)
+            if logger is not None:
+                logger.close()
+    finally:
+        gc.callbacks.remove(timed)
+    return {"drain_seconds": drain_seconds, "requests": requests, "heap_objects": len(gc.get_objects()),
+            "collections": {f"gen{g}": v for g, v in stats.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--requests", type=int, default=400, help="requests per burst")
+    parser.add_argument("--gc-only", action="store_true",
+                        help="only count garbage collections in-process (no drain, 0.5 s and 50 ms drains) and "
+                             "store them as gc_pauses in the results file")
     args = parser.parse_args()
+    if args.gc_only:
+        runs = [gc_pauses(None), gc_pauses(0.5), gc_pauses(0.05)]
+        for run in runs:
+            print(f"drain {run['drain_seconds']}: " + ", ".join(f"{g} {v['count']} ({v['ms']:.0f} ms)"
+                                                                for g, v in run["collections"].items()))
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"benchmark": "predlog"}
+        results["gc_pauses"] = runs
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="bench-predlog-") as tmp:
         home = Path(tmp) / "ws"
         home.mkdir()

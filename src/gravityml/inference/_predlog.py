@@ -111,9 +111,10 @@ class PredictionLogger:
     Why every 50 ms and not once a second: a queued request holds pandas frames, dozens of objects
     the cyclic garbage collector tracks. Left queued for long, they outlive two young collections
     and are promoted to the oldest generation, whose growth then triggers full collections: each
-    one walks the whole heap of a serving process (sklearn, pandas, MLflow: ~250k objects) and
-    stops every thread for 150-550 ms, which is what a p99 sees. Drained within 50 ms they die
-    young (measured: no full collection in 2,000 logged requests, against two at a 0.5 s drain).
+    one walks the whole heap of a serving process (sklearn, pandas, MLflow: ~230k objects) and
+    stops every thread for a few hundred milliseconds, which is what a p99 sees. Drained within
+    50 ms they die young (``benchmarks/predlog.py --gc-only``: no full collection in 2,000 logged
+    requests, against one of 505 ms at a 0.5 s drain).
     """
 
     def __init__(self, config: LogConfig) -> None:
