@@ -1,12 +1,29 @@
-"""Serving benchmark: `gravityml serve` against `mlflow models serve` on the same registered model.
+"""Serving benchmark: `gravityml serve` side by side with the floor of its stack and the servers users
+would pick instead, on the same registered model and the same load generator.
 
-Both servers run on 127.0.0.1 with their defaults (one process each) and are driven by the same
-load generator: asyncio keep-alive HTTP/1.1 connections, each sending one-row requests back to back,
-at 1, 8 and 64 concurrent clients. Reported per level: requests/s, p50 and p99 latency, errors, and
-the ratios gravityml / MLflow. Then in-process throughput of the native model against its ONNX fp32
-and int8 exports. Results: benchmarks/results/serving.json.
+Servers (each on 127.0.0.1, started once, all kept up; each measured in turn):
 
-    .venv/bin/python benchmarks/serving.py [--requests 10000] [--quick]
+* ``gravityml``: `gravityml serve tumor` (one process, defaults: --max-delay-ms 0, batch 64);
+* ``gravityml-2w``: the same with ``--workers 2``;
+* ``floor``: a bare FastAPI endpoint (uvicorn, one process) that parses the same OIP JSON and calls
+  the model's scikit-learn pipeline ``predict_proba`` inline: what this stack costs without
+  gravityml's checks, batching and metrics;
+* ``mlserver``: MLServer with its scikit-learn runtime and adaptive batching (max_batch_size 64,
+  max_batch_time 2 ms), installed in a separate environment (``--mlserver-venv``, made with
+  ``python -m venv V && V/bin/pip install mlserver mlserver-sklearn 'uvloop<0.22'``: MLServer 1.7.1's
+  inference pool fails to start with uvloop 0.23); skipped, and said so in the results, where missing;
+* ``ray_serve`` (``--ray-venv V``): Ray Serve 2.x, one replica, ``@serve.batch`` (max_batch_size 64,
+  batch_wait_timeout_s 2 ms) on the same pipeline, a local Ray on 127.0.0.1 with 2 CPUs;
+* ``mlflow`` (``--mlflow``): `mlflow models serve`.
+
+The load generator: asyncio keep-alive HTTP/1.1 connections, each sending one-row requests back to
+back, at 1, 8 and 64 clients. Each level runs ``--pairs`` rounds; in each round every server is
+measured once, the order reversed every other round (alternating pairs), with the load average
+before each measurement. Reported: every measurement (req/s, p50, p99, errors) and, per level, the
+median over rounds of gravityml / peer ratios. Results: benchmarks/results/serving.json (the
+in-process native-vs-ONNX part is rerun only with ``--in-process``).
+
+    .venv/bin/python benchmarks/serving.py [--pairs 3] [--requests 1500] [--mlflow] [--in-process] [--quick]
 """
 
 from __future__ import annotations
@@ -163,52 +180,236 @@ def rows_and_columns() -> tuple[list[list[float]], list[str]]:
     return frame.to_numpy().tolist(), list(frame.columns)
 
 
-def serve_bench(home: Path, levels: list[tuple[int, int]], mlflow_cap: int) -> dict:
-    rows, columns = rows_and_columns()
-    env = {**os.environ, "GRAVITYML_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}"}
-    # mlflow serve runs `uvicorn` by name: the venv's bin must be on PATH, as in an activated venv.
-    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
-    out: dict = {}
+FLOOR_APP = """
+import os, sys
+from threadpoolctl import threadpool_limits
+import numpy as np, pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+import json
 
-    port = free_port()
-    proc = subprocess.Popen([*GRAVITYML, "serve", "tumor", "--port", str(port), "--no-access-log"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+from gravityml.inference import load
+
+model = load(os.environ["BENCH_MODEL"])
+pipeline, columns = model.pipeline, model.schema.feature_names
+classes = [str(c) for c in model.pipeline.classes_]
+threadpool_limits(1)
+app = FastAPI()
+
+
+@app.post("/v2/models/{name}/infer")
+async def infer(name: str, request: Request) -> Response:
+    body = json.loads(await request.body())
+    tensor = body["inputs"][0]
+    rows = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
+    proba = pipeline.predict_proba(pd.DataFrame(rows, columns=columns))
+    best = proba.argmax(axis=1)
+    out = {"model_name": name, "outputs": [
+        {"name": "prediction", "datatype": "BYTES", "shape": [len(best)], "data": [classes[i] for i in best]},
+        {"name": "confidence", "datatype": "FP64", "shape": [len(best)], "data": proba.max(axis=1).tolist()}]}
+    return Response(json.dumps(out), media_type="application/json")
+
+
+@app.get("/ready")
+async def ready() -> dict:
+    return {"ready": True}
+"""
+
+
+RAY_APP = r'''
+import json, signal, sys, time
+import joblib, numpy as np, pandas as pd
+import ray
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import Response
+
+path, port = sys.argv[1], int(sys.argv[2])
+
+
+@serve.deployment(max_ongoing_requests=256)
+class Tumor:
+    def __init__(self, path: str) -> None:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+        self.pipeline = joblib.load(path)
+        self.columns = list(self.pipeline.feature_names_in_)
+        self.classes = [str(c) for c in self.pipeline.classes_]
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.002)
+    async def predict(self, frames: list) -> list:
+        proba = self.pipeline.predict_proba(pd.concat(frames, ignore_index=True))
+        out, start = [], 0
+        for f in frames:
+            out.append(proba[start:start + len(f)]); start += len(f)
+        return out
+
+    async def __call__(self, request: Request) -> Response:
+        if request.method == "GET":  # readiness
+            return Response("{}", media_type="application/json")
+        body = json.loads(await request.body())
+        t = body["inputs"][0]
+        frame = pd.DataFrame(np.asarray(t["data"], dtype=np.float64).reshape(t["shape"]), columns=self.columns)
+        proba = await self.predict(frame)
+        best = proba.argmax(axis=1)
+        return Response(json.dumps({"model_name": "tumor", "outputs": [
+            {"name": "prediction", "datatype": "BYTES", "shape": [len(best)], "data": [self.classes[i] for i in best]},
+            {"name": "confidence", "datatype": "FP64", "shape": [len(best)], "data": proba.max(axis=1).tolist()}]}),
+            media_type="application/json")
+
+
+def _stop(*_):
+    serve.shutdown()
+    ray.shutdown()
+    sys.exit(0)
+
+
+signal.signal(signal.SIGTERM, _stop)
+ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+serve.start(http_options={"host": "127.0.0.1", "port": port})
+serve.run(Tumor.bind(path), route_prefix="/v2/models/tumor/infer", name="tumor")
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+'''
+
+
+def start(name: str, argv: list[str], env: dict, ready: str, port: int, procs: dict) -> None:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs[name] = (proc, port)
+    wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
+
+
+def mlserver_folder(home: Path, env: dict, port: int) -> Path:
+    """An MLServer model repository: the pipeline as joblib, adaptive batching, pandas decoding."""
+    folder = home / "mlserver"
+    (folder / "tumor").mkdir(parents=True)
+    script = (f"from gravityml.inference import load; import joblib; "
+              f"joblib.dump(load('tumor').pipeline, {str(folder / 'tumor' / 'model.joblib')!r})")
+    subprocess.run([PY, "-c", script], env=env, check=True)
+    (folder / "tumor" / "model-settings.json").write_text(json.dumps({
+        "name": "tumor", "implementation": "mlserver_sklearn.SKLearnModel", "max_batch_size": 64,
+        "max_batch_time": 0.002, "parameters": {"uri": "./model.joblib"}}))
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port()}))
+    return folder
+
+
+def bodies(kind: str, rows: list[list[float]], columns: list[str], port: int) -> list[bytes]:
+    if kind == "mlserver":  # one tensor per column, decoded into a frame (the pipeline selects by name)
+        made = [json.dumps({"parameters": {"content_type": "pd"}, "outputs": [{"name": "predict_proba"}], "inputs": [
+            {"name": c, "shape": [1], "datatype": "FP64", "data": [v]} for c, v in zip(columns, r)]}).encode() for r in rows]
+        return [http_post("/v2/models/tumor/infer", b, port) for b in made]
+    if kind == "mlflow":
+        made = [json.dumps({"dataframe_split": {"columns": columns, "data": [r]}}).encode() for r in rows]
+        return [http_post("/invocations", b, port) for b in made]
+    made = [json.dumps({"inputs": [{"name": "input", "shape": [1, len(r)], "datatype": "FP64", "data": r}]}).encode()
+            for r in rows]
+    return [http_post("/v2/models/tumor/infer", b, port) for b in made]
+
+
+def serve_bench(home: Path, levels: list[tuple[int, int]], pairs: int, mlserver_venv: Path | None, mlflow: bool,
+                ray_venv: Path | None = None) -> dict:
+    rows, columns = rows_and_columns()
+    env = {**os.environ, "GRAVITYML_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "BENCH_MODEL": "tumor", "OMP_NUM_THREADS": "1"}
+    env["PATH"] = f"{Path(PY).parent}{os.pathsep}{env.get('PATH', '')}"
+    procs: dict[str, tuple[subprocess.Popen, int]] = {}
+    skipped: dict[str, str] = {}
+    out: dict = {"servers": {}, "skipped": skipped, "rounds": []}
     try:
-        wait_ready(f"http://127.0.0.1:{port}/v2/health/ready", proc)
-        bodies = [json.dumps({"inputs": [{"name": "input", "shape": [1, len(r)], "datatype": "FP64", "data": r}]}).encode()
-                  for r in rows]
-        out["gravityml"] = load_levels(port, [http_post("/v2/models/tumor/infer", b, port) for b in bodies], levels)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready") as response:
-            out["gravityml_healthy_after"] = response.status == 200
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+        port = free_port()
+        start("gravityml", [*GRAVITYML, "serve", "tumor", "--port", str(port), "--no-access-log"], env,
+              "/v2/health/ready", port, procs)
+        port = free_port()
+        start("gravityml-2w", [*GRAVITYML, "serve", "tumor", "--port", str(port), "--no-access-log", "--workers", "2"],
+              env, "/v2/health/ready", port, procs)
+        (home / "floor.py").write_text(FLOOR_APP)
+        port = free_port()
+        start("floor", [PY, "-m", "uvicorn", "floor:app", "--app-dir", str(home), "--port", str(port), "--log-level",
+                        "warning", "--no-access-log"], env, "/ready", port, procs)
+        mlserver_bin = mlserver_venv / "bin" / "mlserver" if mlserver_venv else None
+        if mlserver_bin is not None and mlserver_bin.exists():
+            port = free_port()
+            folder = mlserver_folder(home, env, port)
+            try:
+                start("mlserver", [str(mlserver_bin), "start", str(folder)],
+                      {**env, "PATH": f"{mlserver_bin.parent}:{env['PATH']}"}, "/v2/models/tumor/ready", port, procs)
+            except RuntimeError as exc:
+                stop(procs.pop("mlserver")[0])
+                skipped["mlserver"] = f"did not start: {exc}"
+        else:
+            skipped["mlserver"] = (f"no MLServer at {mlserver_bin}: make one with python -m venv V && V/bin/pip install "
+                                   "mlserver mlserver-sklearn, and pass --mlserver-venv V")
+        ray_python = ray_venv / "bin" / "python" if ray_venv else None
+        if ray_python is not None and (ray_venv / "bin" / "serve").exists():
+            port = free_port()
+            (home / "rayserve_app.py").write_text(RAY_APP)
+            joblib_path = home / "mlserver" / "tumor" / "model.joblib"
+            if not joblib_path.exists():
+                mlserver_folder(home, env, free_port())
+            try:
+                start("ray_serve", [str(ray_python), str(home / "rayserve_app.py"), str(joblib_path), str(port)],
+                      {**env, "RAY_USAGE_STATS_ENABLED": "0"}, "/v2/models/tumor/infer", port, procs)
+            except RuntimeError as exc:
+                stop(procs.pop("ray_serve")[0])
+                skipped["ray_serve"] = f"did not start: {exc}"
+        else:
+            skipped["ray_serve"] = (f"no Ray Serve at {ray_venv}: make one with python -m venv V && V/bin/pip install "
+                                    "'ray[serve]' scikit-learn pandas joblib, and pass --ray-venv V")
+        if mlflow:
+            port = free_port()
+            start("mlflow", [MLFLOW, "models", "serve", "-m", "models:/tumor/1", "--env-manager", "local", "--host",
+                             "127.0.0.1", "--port", str(port)], env, "/ping", port, procs)
+        requests = {name: bodies(name if name in ("mlserver", "mlflow") else "oip", rows, columns, port)
+                    for name, (_, port) in procs.items()}
+        for name, (_, port) in procs.items():  # warm-up: every server has imported and touched everything
+            asyncio.run(_drive(port, requests[name], 4, 200))
+        names = list(procs)
+        for clients, total in levels:
+            for r in range(pairs):
+                order = names if r % 2 == 0 else names[::-1]
+                measured = {}
+                for name in order:
+                    load = os.getloadavg()[0]
+                    result = asyncio.run(_drive(procs[name][1], requests[name], clients, total))
+                    result["load_average_1m"] = load
+                    measured[name] = result
+                    print(f"clients {clients:>3} round {r + 1} {name:>13}: {result['req_per_s']:7.0f} req/s  p50 "
+                          f"{result['p50_ms']:7.2f} ms  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']}  "
+                          f"load {load:.2f}", flush=True)
+                out["rounds"].append({"clients": clients, "round": r + 1, "order": order, "results": measured})
+        with urllib.request.urlopen(f"http://127.0.0.1:{procs['gravityml'][1]}/metrics") as response:
             text = response.read().decode()
         calls = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("gravityml_batch_requests_count"))
         served = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("gravityml_batch_requests_sum"))
         out["gravityml_mean_requests_per_model_call"] = served / calls if calls else None
     finally:
-        stop(proc)
+        for proc, _ in procs.values():
+            stop(proc)
+    out["servers"] = names
+    out["medians"] = medians(out["rounds"], names)
+    return out
 
-    port = free_port()
-    proc = subprocess.Popen([MLFLOW, "models", "serve", "-m", "models:/tumor/1", "--env-manager", "local", "--host",
-                             "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/ping", proc)
-        bodies = [json.dumps({"dataframe_split": {"columns": columns, "data": [r]}}).encode() for r in rows]
-        # MLflow is the slower server: fewer requests per level keep the run short; rates stay comparable.
-        out["mlflow_levels"] = [(clients, min(total, mlflow_cap)) for clients, total in levels]
-        out["mlflow"] = load_levels(port, [http_post("/invocations", b, port) for b in bodies], out["mlflow_levels"])
-    finally:
-        stop(proc)
 
-    out["ratios"] = [
-        {
-            "clients": g["clients"],
-            "req_per_s_gravityml_over_mlflow": g["req_per_s"] / m["req_per_s"],
-            "p99_mlflow_over_gravityml": m["p99_ms"] / g["p99_ms"],
-        }
-        for g, m in zip(out["gravityml"], out["mlflow"])
-    ]
+def medians(rounds: list[dict], names: list[str]) -> list[dict]:
+    """Per level: each server's median req/s, p50, p99 over rounds, and the median of the per-round
+    ratios gravityml / peer (req/s: above 1 is more; p50 and p99: below 1 is lower latency)."""
+    import statistics
+
+    out = []
+    for clients in sorted({r["clients"] for r in rounds}):
+        mine = [r["results"] for r in rounds if r["clients"] == clients]
+        level: dict = {"clients": clients, "rounds": len(mine), "servers": {}, "gravityml_over": {}}
+        for name in names:
+            level["servers"][name] = {k: statistics.median(m[name][k] for m in mine) for k in ("req_per_s", "p50_ms", "p99_ms")}
+            level["servers"][name]["errors"] = sum(m[name]["errors"] for m in mine)
+        for name in names:
+            if name == "gravityml":
+                continue
+            level["gravityml_over"][name] = {
+                k: statistics.median(m["gravityml"][k] / m[name][k] for m in mine) for k in ("req_per_s", "p50_ms", "p99_ms")}
+        out.append(level)
     return out
 
 
@@ -263,10 +464,14 @@ def runtime_bench(home: Path, seconds: float, name: str) -> dict:
 
 
 def report_serving(serving: dict) -> None:
-    print(f"{'clients':>8} {'gravityml req/s':>16} {'mlflow req/s':>13} {'ratio':>6} {'p99 g/m (ms)':>16} errors g/m")
-    for g, m, r in zip(serving["gravityml"], serving["mlflow"], serving["ratios"]):
-        print(f"{g['clients']:>8} {g['req_per_s']:>16.0f} {m['req_per_s']:>13.0f} {r['req_per_s_gravityml_over_mlflow']:>6.1f}"
-              f" {g['p99_ms']:>7.1f}/{m['p99_ms']:<8.1f} {g['errors']}/{m['errors']}", flush=True)
+    for level in serving["medians"]:
+        print(f"clients {level['clients']} (median of {level['rounds']} rounds):", flush=True)
+        for name, m in level["servers"].items():
+            ratio = level["gravityml_over"].get(name)
+            shown = (f"  gravityml/this: req/s {ratio['req_per_s']:.2f}, p50 {ratio['p50_ms']:.2f}, p99 {ratio['p99_ms']:.2f}"
+                     if ratio else "")
+            print(f"  {name:>13}: {m['req_per_s']:7.0f} req/s  p50 {m['p50_ms']:7.2f}  p99 {m['p99_ms']:8.2f}  "
+                  f"errors {m['errors']}{shown}", flush=True)
 
 
 def print_runtimes(runtimes: dict) -> None:
@@ -278,42 +483,50 @@ def print_runtimes(runtimes: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=10_000, help="requests at 64 clients (8: half, 1: a fifth)")
-    parser.add_argument("--quick", action="store_true", help="a short run to check the script works")
-    parser.add_argument("--in-process-only", action="store_true",
-                        help="rerun only the native/ONNX comparison and update it in the results file")
+    parser.add_argument("--requests", type=int, default=1500, help="requests per measurement at 64 clients "
+                        "(8: half, 1: a fifth)")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds per level (each measures every server once)")
+    parser.add_argument("--mlserver-venv", type=Path, default=Path("/tmp/mlserver-venv"),
+                        help="a virtual environment with mlserver and mlserver-sklearn installed")
+    parser.add_argument("--ray-venv", type=Path, default=None,
+                        help="a virtual environment with ray[serve], scikit-learn, pandas and joblib installed")
+    parser.add_argument("--mlflow", action="store_true", help="measure `mlflow models serve` too")
+    parser.add_argument("--in-process", action="store_true", help="rerun the native/ONNX in-process comparison")
+    parser.add_argument("--quick", action="store_true", help="a short run to check the script works (nothing written)")
     args = parser.parse_args()
-    total = 400 if args.quick else args.requests
-    levels = [(1, max(100, total // 5)), (8, max(200, total // 2)), (64, total)]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the servers are stopped on the way out
+    total = 200 if args.quick else args.requests
+    levels = [(1, max(100, total // 5)), (8, max(100, total // 2)), (64, total)]
+    pairs = 1 if args.quick else args.pairs
     home = Path(tempfile.mkdtemp(prefix="gravityml-bench-serving-"))
     seconds = 0.5 if args.quick else 3.0
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     try:
-        train(home, mlp=True)
-        if args.in_process_only:
-            result = json.loads(RESULTS.read_text())
-            result["in_process"] = {n: runtime_bench(home, seconds, n) for n in ("tumor", "tumor-mlp")}
-            RESULTS.write_text(json.dumps(result, indent=2))
-            print_runtimes(result["in_process"])
-            return
-        serving = serve_bench(home, levels, 100 if args.quick else 2000)
+        train(home, mlp=args.in_process)
+        serving = serve_bench(home, levels, pairs, args.mlserver_venv, args.mlflow, args.ray_venv)
         report_serving(serving)
-        runtimes = {n: runtime_bench(home, seconds, n) for n in ("tumor", "tumor-mlp")}
+        runtimes = {n: runtime_bench(home, seconds, n) for n in ("tumor", "tumor-mlp")} if args.in_process else None
     finally:
         shutil.rmtree(home, ignore_errors=True)
     result = {
         "benchmark": "serving",
         "model": "served: tumor (examples/tumor.yaml: hist_gradient_boosting, breast_cancer, 30 features), one row "
                  "per request; in process also tumor-mlp (torch MLP 256-128)",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_end": os.getloadavg()},
         "levels": levels,
+        "pairs": pairs,
         "serving": serving,
-        "in_process": runtimes,
+        "in_process": runtimes if runtimes is not None else previous.get("in_process"),
+        "in_process_when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if runtimes is not None
+        else previous.get("in_process_when", previous.get("when")),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2))
-    print_runtimes(runtimes)
+    if runtimes is not None:
+        print_runtimes(runtimes)
     print(f"wrote {RESULTS}" if not args.quick else "quick run: nothing written")
 
 
