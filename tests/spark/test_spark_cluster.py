@@ -20,7 +20,7 @@ MODULE = HERE / "cluster" / "spark_netns.py"
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("spark-cluster")
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(520)
 def test_standalone_spark_site_in_a_private_network(tmp_path: Path) -> None:
-    run_in_private_network(MODULE, tmp_path, what="Spark cluster test", timeout_s=380, inner_timeout_s=300,
+    run_in_private_network(MODULE, tmp_path, what="Spark cluster test", timeout_s=500, inner_timeout_s=300,
                            pytest_args="--durations=10", env={"SPARK_LOCAL_IP": "127.0.0.1"})

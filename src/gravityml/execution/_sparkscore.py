@@ -344,6 +344,16 @@ def _failure(exc: BaseException, job_id: str) -> GravityMLError:
                           fix="see the driver's log and the executors' stderr (the worker's work/ folder)")
 
 
+def _active_session(master: str) -> Any:
+    """The Spark session this process already has on ``master`` (None: none, or pyspark is not installed)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    active = SparkSession.getActiveSession()
+    return active if active is not None and active.sparkContext.master == master else None
+
+
 def _model_folder(ref: str, workspace: Any) -> tuple[Path, str]:
     """A local folder holding the model, and the reference it is reported by (NAME/VERSION, or the folder)."""
     from gravityml.models import MANIFEST
@@ -405,7 +415,8 @@ def predict_on_spark_site(
     # the executors read a spark_* model's folder themselves: a copy where the site's workspace is shared
     scratch = Path(entry.workspace).expanduser() if entry.workspace else ws.ensure().root / "scratch"
     stage = scratch / f"sparkscore-{job_id}"
-    session = open_session(site, entry, job_id)
+    active = _active_session(entry.spark.master)  # this process's session on the site's master: used, kept open
+    session = active or open_session(site, entry, job_id)
     try:
         if read_manifest(source).get("flavor") == "spark":
             stage.mkdir(parents=True)
@@ -460,7 +471,8 @@ def predict_on_spark_site(
             raise
         _remove(out_fs, tmp_path)
     finally:
-        session.stop()
+        if active is None:
+            session.stop()
         shutil.rmtree(stage, ignore_errors=True)
     return SparkBatchResult(model_ref=model_ref, rows=rows_in, files=len(files), output=output, job_id=job_id,
                             seconds=round(time.perf_counter() - started, 3), engine=engine, spark_app_id=app_id,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -88,24 +89,36 @@ def _catalog(tmp: Path, master: str, data: Path) -> Path:
     return path
 
 
-def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(cluster, tmp_path):
-    master, _ = cluster
-    rng = np.random.default_rng(0)
-    n = 600
+def _events(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     colour = rng.choice(["red", "blue"], size=n)
-    rows = pd.DataFrame({"x1": x1, "x2": x2, "colour": colour,
+    return pd.DataFrame({"x1": x1, "x2": x2, "colour": colour,
                          "label": np.where(x1 + x2 + (colour == "red") > 0.5, "yes", "no")})
-    data = tmp_path / "events.parquet"
+
+
+@pytest.fixture(scope="module")
+def lake(cluster, tmp_path_factory):
+    """A random forest trained on the cluster from a local Parquet file and registered (shared by the tests)."""
+    master, _ = cluster
+    tmp = tmp_path_factory.mktemp("lake")
+    rows = _events(600, 0)
+    data = tmp / "events.parquet"
     rows.to_parquet(data)
-    catalog = _catalog(tmp_path, master, data)
-    ws = Workspace.current(tmp_path / "ws").ensure()
+    catalog = _catalog(tmp, master, data)
+    ws = Workspace.current(tmp / "ws").ensure()
     spec = {"name": "lake-rf", "task": "supervised", "model": {"type": "spark_random_forest", "params": {"numTrees": 5, "maxDepth": 3}},
             "data": {"source": "events", "target": "label"}, "compute": {"accelerator": "cpu"}}
     logs: list[str] = []
     started = time.monotonic()
     result = run_job(spec, workspace=ws, catalog=catalog, on_log=logs.append)
     print(f"trained on the cluster in {time.monotonic() - started:.1f} s")
+    return SimpleNamespace(master=master, tmp=tmp, rows=rows, data=data, catalog=catalog, ws=ws, result=result,
+                           logs=logs)
+
+
+def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(lake, tmp_path):
+    master, rows, data, ws, result, logs = lake.master, lake.rows, lake.data, lake.ws, lake.result, lake.logs
     assert result.metrics["test/accuracy"] > 0.8, result.metrics
     version = ws.client.get_model_version("lake-rf", str(result.version))
     tags = version.tags
@@ -120,6 +133,101 @@ def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(c
     local = ws.client.download_artifacts(result.run_id, "model", str(tmp_path / "dl"))
     out = load_model(local).predict(rows.drop(columns="label").head(5))
     assert list(out.columns) == ["prediction", "confidence"] and len(out) == 5
+
+
+def _input_folder(folder: Path, parts: int, rows: int, seed: int) -> pd.DataFrame:
+    """``parts`` Parquet files of ``rows`` new rows each (an ``id`` column, no label); all the rows."""
+    frame = _events(parts * rows, seed).drop(columns="label")
+    frame.insert(0, "id", np.arange(len(frame)))
+    folder.mkdir()
+    for i in range(parts):
+        frame.iloc[i * rows:(i + 1) * rows].to_parquet(folder / f"part{i}.parquet", index=False)
+    return frame
+
+
+def _published(out: Path, rows: int) -> pd.DataFrame:
+    """The scored rows, after checking the folder holds Parquet files and _SUCCESS (its summary) only."""
+    import json
+
+    names = sorted(p.name for p in out.iterdir())
+    assert "_SUCCESS" in names and all(n.endswith(".parquet") for n in names if n != "_SUCCESS"), names
+    summary = json.loads((out / "_SUCCESS").read_text())
+    assert summary["rows"] == rows and summary["executor_hosts"] == ["127.0.0.1"], summary
+    assert summary["spark_app_id"].startswith("app-")
+    got = pd.read_parquet(out).sort_values("id").reset_index(drop=True)
+    assert got["id"].tolist() == list(range(rows))  # every row once
+    return got
+
+
+def _same_scores(got: pd.DataFrame, want: pd.DataFrame, columns: list[str]) -> None:
+    assert got["prediction"].astype(str).tolist() == want["prediction"].astype(str).tolist()
+    for column in columns:
+        np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), rtol=0, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def site_session(lake):
+    """One Spark application on the site for the scoring tests (predict uses this process's open session)."""
+    from gravityml.data import load_catalog
+    from gravityml.execution._spark import open_session
+
+    session = open_session("lake", load_catalog(lake.catalog).sites["lake"], "gravityml-scoring-tests")
+    yield session
+    session.stop()
+
+
+def test_predict_on_the_spark_site_with_the_pipeline_scores_every_row_once_as_predict_does(lake, site_session, tmp_path,
+                                                                                           cli):
+    """The CLI's dispatch: a spark_* model scored natively by the cluster, the same columns as `gravityml predict`."""
+    from gravityml.inference import load, score_frame
+
+    folder = lake.ws.client.download_artifacts(lake.result.run_id, "model", str(tmp_path / "model"))
+    frame = _input_folder(tmp_path / "in", 3, 100, seed=5)
+    started = time.monotonic()
+    code, out, err = cli("predict", folder, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--site", "lake",
+                         "--catalog", str(lake.catalog), "--proba")
+    print(f"scored on the cluster (pipeline) in {time.monotonic() - started:.1f} s")
+    assert code == 0, err
+    assert "scored 300 rows of 3 files" in out and "pipeline" in out and "app-" in out, out
+    got = _published(tmp_path / "out", 300)
+    assert list(got.columns) == ["id", "x1", "x2", "colour", "prediction", "confidence", "proba_no", "proba_yes"]
+    want = score_frame(load(folder), frame, proba=True)  # `gravityml predict`'s code (SparkModel, this session)
+    _same_scores(got, want, ["confidence", "proba_no", "proba_yes"])
+    pd.testing.assert_frame_equal(got[["id", "x1", "x2", "colour"]], frame, check_dtype=False)
+
+
+def test_any_other_model_scores_with_mapinpandas_and_a_bad_row_publishes_nothing(lake, site_session, tmp_path):
+    """A scikit-learn model: each executor's Python workers load it once; a bad row names its file and row."""
+    from gravityml.data import local_catalog
+    from gravityml.errors import SchemaError
+    from gravityml.execution._sparkscore import predict_on_spark_site
+    from gravityml.inference import load, score_frame
+
+    train = tmp_path / "train.parquet"
+    lake.rows.to_parquet(train)
+    ws = Workspace.current(tmp_path / "skws").ensure()
+    spec = {"name": "sk", "task": "supervised", "model": {"type": "logistic_regression"},
+            "data": {"source": str(train), "target": "label"}, "compute": {"accelerator": "cpu"}}
+    ref = str(run_job(spec, workspace=ws, catalog=local_catalog()).model_ref)
+    frame = _input_folder(tmp_path / "in", 2, 150, seed=6)
+    started = time.monotonic()
+    result = predict_on_spark_site(ref, str(tmp_path / "in"), str(tmp_path / "out"), site="lake",
+                                   catalog=lake.catalog, workspace=ws)
+    print(f"scored on the cluster (pandas) in {time.monotonic() - started:.1f} s")
+    assert result.engine == "pandas" and result.rows == 300 and result.model_ref == ref
+    got = _published(tmp_path / "out", 300)
+    _same_scores(got, score_frame(load(ref, workspace=ws), frame), ["confidence"])
+
+    bad = _input_folder(tmp_path / "bad", 3, 20, seed=7)
+    part = bad.iloc[20:40].copy()
+    part.iloc[6, part.columns.get_loc("colour")] = "purple"  # row 7 of part1.parquet
+    part.to_parquet(tmp_path / "bad" / "part1.parquet", index=False)
+    for model in (ref, lake.ws.client.download_artifacts(lake.result.run_id, "model", str(tmp_path / "rf"))):
+        with pytest.raises(SchemaError, match=r"published nothing: input '.*/bad/part1\.parquet': column 'colour', "
+                           r"row 7: category 'purple' was not seen in training") as info:
+            predict_on_spark_site(model, str(tmp_path / "bad"), str(tmp_path / "bad-out"), site="lake",
+                                  catalog=lake.catalog, workspace=ws)
+        assert "\n" not in str(info.value) and not (tmp_path / "bad-out").exists()  # no _SUCCESS, no _tmp- folder
 
 
 def test_a_site_whose_master_is_unreachable_fails_with_one_line(cluster, tmp_path):
