@@ -97,3 +97,21 @@ def test_a_spark_job_reads_its_parquet_with_spark_and_a_regressor_scores_rows_wi
     assert result.tags["data_uri"] == str(tmp_path / "rows.parquet") and len(result.tags["data_fingerprint"]) == 64
     out = load_model(result.model.save(tmp_path / "m")).predict(rows[["x1", "x2", "colour"]].head(3))
     np.testing.assert_allclose(out["prediction"], rows["y"].head(3), atol=0.2)
+
+
+def test_a_scikit_learn_job_placed_on_a_spark_site_is_refused_in_one_line(tmp_path):
+    import yaml
+
+    from gravityml.errors import ExecutorError
+    from gravityml.execution import run_job
+    from gravityml.tracking import Workspace
+
+    _rows().to_parquet(tmp_path / "rows.parquet")
+    site = {"kind": "on_prem", "jurisdiction": "DE", "executor": {"spark": "local[1]"},
+            "offers": [{"name": "w", "accelerator": "cpu", "per_node": 2, "owned": {"purchase_usd": 1000, "power_kw": 0.1}}]}
+    (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump({"include_local": False, "sites": {"lake": site}, "datasets": {
+        "events": {"uri": str(tmp_path / "rows.parquet"), "site": "lake"}}}))
+    spec = {"name": "sk", "task": "supervised", "model": {"type": "logistic_regression"},
+            "data": {"source": "events", "target": "label"}}
+    with pytest.raises(ExecutorError, match=r"site 'lake' trains Spark MLlib models .* 'logistic_regression' is not one"):
+        run_job(spec, workspace=Workspace.current(tmp_path / "ws").ensure(), catalog=tmp_path / "gravityml.yaml")

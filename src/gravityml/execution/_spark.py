@@ -124,6 +124,15 @@ class SparkExecutor:
     ) -> JobResult:
         assert job.site == self.site_name, f"placed on {job.site!r}, handed to the executor of {self.site_name!r}"
         assert self.site.spark is not None
+        from gravityml.paradigms.spark import SPARK_ESTIMATORS
+
+        model_type = job.load_spec().model.type
+        if model_type not in SPARK_ESTIMATORS:  # its trainer reads rows into this process; the site has a table
+            raise ExecutorError(
+                f"site {self.site_name!r} trains Spark MLlib models where its tables live; model.type {model_type!r} "
+                "is not one", allowed=sorted(SPARK_ESTIMATORS), got=model_type,
+                fix="choose a spark_* model type, or place the job on another site (--site, or a catalog whose "
+                    "policies let the data leave)")
         session = open_session(self.site_name, self.site, f"gravityml-{job.name}")
         try:
             where = {"site": self.site_name, "jurisdiction": job.jurisdiction, "executor": "spark",
