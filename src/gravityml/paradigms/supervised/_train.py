@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +25,30 @@ from gravityml.paradigms.supervised._own import build_own_estimator, confidence_
 
 #: Share of the training rows kept aside to calibrate on when the spec gives no validation split.
 AUTO_VALIDATION = 0.1
+
+
+def cluster_joblib(spec: Any) -> str | None:
+    """How a scikit-learn model's ``n_jobs`` runs when the job runs on a Ray cluster: through joblib's
+    Ray backend, over the cluster's CPUs (None: on this process's machine, as joblib does by itself)."""
+    import os
+
+    n_jobs = spec.model.params.get("n_jobs")
+    if n_jobs in (None, 1) or not os.environ.get("RAY_ADDRESS"):  # a Ray job's driver has RAY_ADDRESS set
+        return None
+    return f"joblib's Ray backend (n_jobs {n_jobs}: the cluster's CPUs, not one node's)"
+
+
+@contextmanager
+def _joblib_backend(spec: Any) -> Iterator[None]:
+    if cluster_joblib(spec) is None:
+        yield
+        return
+    import joblib
+    from ray.util.joblib import register_ray
+
+    register_ray()
+    with joblib.parallel_backend("ray"):
+        yield
 
 
 def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
@@ -47,7 +73,8 @@ def fit_pipeline(ctx: TrainContext, X: pd.DataFrame, y: pd.Series) -> Any:
         preprocess.set_params(numeric=Pipeline([("simpleimputer", SimpleImputer(strategy="median", keep_empty_features=True))]))
     pipeline = Pipeline([("preprocess", preprocess), ("model", estimator)])
     try:
-        pipeline.fit(X, target)
+        with _joblib_backend(spec):
+            pipeline.fit(X, target)
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise TrainingError(
@@ -201,6 +228,9 @@ def train(ctx: TrainContext) -> TrainResult:
     params = {k: v for k, v in uncalibrated.named_steps["model"].get_params(deep=False).items() if _simple(v)}
     ctx.sink.log_metrics(metrics)
     tags = {"problem": str(dataset.problem)}
+    joblib_note = cluster_joblib(ctx.spec)
+    if joblib_note is not None:
+        tags["joblib_backend"] = joblib_note
     if calibrate != "none":
         tags["calibration"] = (
             f"{calibrate} on {len(X_val)} validation rows: test ECE {metrics['test/ece_uncalibrated']:.4f} -> {metrics['test/ece']:.4f}"
