@@ -79,6 +79,8 @@ def test_a_served_shadow_is_logged_beside_the_champion_and_monitored_apart(
         srv.stop()  # waits for the shadow copies, closes the log's open file
     logged = pd.concat([pd.read_parquet(f) for f in sorted(logs.glob("*.parquet"))], ignore_index=True)
     assert logged["_gml_model_version"].value_counts().to_dict() == {"credit/1": 160, "credit/2": 160}, srv.output()
+    roles = logged.groupby("_gml_model_version")["_gml_role"].unique().to_dict()
+    assert {k: list(v) for k, v in roles.items()} == {"credit/1": ["served"], "credit/2": ["shadow"]}
 
     with workspace_env(world / "ws"):
         code, out = _monitor(cli, logs)

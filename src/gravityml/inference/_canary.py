@@ -238,7 +238,8 @@ class Mirror:
             differ = int((ours.astype(str) != theirs.astype(str)).sum()) if len(ours) == len(theirs) else len(ours)
             self.metrics.disagreements(name, version, differ, len(ours))
         if self.prediction_log is not None:
-            self.prediction_log.log(frame, predicted, model_version=f"{name}/{version}", latency_ms=latency_ms)
+            self.prediction_log.log(frame, predicted, model_version=f"{name}/{version}", latency_ms=latency_ms,
+                                    role="shadow")
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Let the copies in flight finish (before the batchers close)."""
