@@ -1,4 +1,4 @@
-"""`gravityml precision`: accuracy, speed and memory of a torch model at each precision, with advice."""
+"""`gravityml precision`: accuracy, speed and memory of a torch or Keras model at each precision, with advice."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gravityml.cli._app import app, console, status, table
 
 @app.command()
 def precision(
-    job: Path = typer.Argument(..., help="Job spec (YAML) of a torch model (mlp, cnn, text)."),
+    job: Path = typer.Argument(..., help="Job spec (YAML) of a deep-learning model (mlp, cnn, text, torch; keras or framework: tensorflow)."),
     model: str | None = typer.Option(
         None, "--model", help="Evaluate this registered model (NAME, NAME/3, NAME@alias) instead of training."
     ),
@@ -29,13 +29,13 @@ def precision(
     from gravityml.spec import MODEL_TYPES, load_spec
 
     spec = load_spec(job)
-    if MODEL_TYPES[spec.model.type].backend != "torch":
+    if MODEL_TYPES[spec.model.type].backend not in ("torch", "tensorflow"):
         raise SpecError(
             "model.type",
-            f"precision compares torch-backed models; {spec.model.type!r} is {MODEL_TYPES[spec.model.type].backend}",
-            allowed=sorted(n for n, r in MODEL_TYPES.items() if r.backend == "torch"),
+            f"precision compares torch-backed models (and Keras ones); {spec.model.type!r} is {MODEL_TYPES[spec.model.type].backend}",
+            allowed=sorted(n for n, r in MODEL_TYPES.items() if r.backend in ("torch", "tensorflow")),
             got=spec.model.type,
-            fix="use a spec whose model.type is mlp, cnn or text",
+            fix="use a spec whose model.type is mlp, cnn, text, torch or keras",
         )
     chart = output or Path(f"precision-{spec.name}.png")
     if model is not None:
@@ -43,6 +43,14 @@ def precision(
         from gravityml.inference import load
         from gravityml.models._torch import TorchModel
 
+        if spec.model.type == "keras" or spec.model.framework == "tensorflow":
+            raise SpecError(
+                "--model",
+                "precision --model evaluates a registered torch model at each precision; Keras models are compared by training",
+                allowed=["torch models (model.type mlp, cnn, text, torch)"],
+                got=f"{spec.model.type} on tensorflow",
+                fix=f"leave out --model: `gravityml precision {job}` trains the Keras network at each dtype policy",
+            )
         placed_here(spec)  # the data is read here: placement must allow it, as for training
         dataset = load_dataset(spec)
         loaded = load(model)
@@ -96,4 +104,5 @@ def precision(
     report_json = chart.with_suffix(".json")
     atomic_write(report_json, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8"))
     console.print(f"chart       {chart}\nreport      {report_json}")
-    console.print(f"use it      compute: {{precision: {report.recommended}}} in {job}, or precision: auto")
+    keras = spec.model.type == "keras" or spec.model.framework == "tensorflow"  # auto trains Keras at fp32
+    console.print(f"use it      compute: {{precision: {report.recommended}}} in {job}" + ("" if keras else ", or precision: auto"))

@@ -33,13 +33,16 @@ from typing import Any
 
 import numpy as np
 
+from gravityml.data import Dataset
 from gravityml.errors import ComputeError, TrainingError
 from gravityml.models._keras import KerasModel, build_keras_network, dtype_policy, keras_module, set_standardize
 from gravityml.paradigms import _plots
 from gravityml.paradigms._base import TrainContext, TrainResult
 from gravityml.paradigms._metrics import conformal_half_width
+from gravityml.paradigms.deep._loop import FitResult
 from gravityml.paradigms.deep._train import Prepared, _learning_curve, _stats, evaluate, prepare, with_loop_defaults
 from gravityml.paradigms.supervised._train import check_calibrate
+from gravityml.spec import JobSpec
 
 CHECKPOINT_DIR = "keras"
 WEIGHTS = "checkpoint.weights.h5"
@@ -288,36 +291,17 @@ def _serving_copy(config: dict[str, Any], network: Any) -> Any:
     return copy
 
 
-def train(ctx: TrainContext) -> TrainResult:
-    """Train a Keras model (your own by entry point, or the built-in mlp / cnn / text on TensorFlow)."""
-    keras_module()  # a missing extra is said before any work
-    dataset = ctx.dataset
-    assert dataset is not None and dataset.target is not None
-    own = ctx.spec.model.type == "keras"
-    ctx, loop_note = with_loop_defaults(ctx)
-    spec = ctx.spec
-    check_calibrate(ctx, ())
-    # The torch networks' preparation: the same split, validation, encoding and statistics.
+def prepare_keras(spec: JobSpec, dataset: Dataset, *, max_rows: int | None = None) -> tuple[Prepared, dict[str, Any]]:
+    """The torch networks' preparation (the same split, validation, encoding and statistics) and the
+    Keras network's config; your own Keras model is prepared as your own torch module would be."""
+    own = spec.model.type == "keras"
     prep_spec = spec.model_copy(update={"model": spec.model.model_copy(update={"type": "torch"})}) if own else spec
-    prep = prepare(prep_spec, dataset)
-    config = {**prep.config, "arch": "keras"} if own else dict(prep.config)
-    tags: dict[str, str] = {"problem": prep.problem, "framework": "tensorflow", **prep.notes, **loop_note}
-    precision = spec.compute.precision
-    if precision == "auto":
-        precision = "fp32"
-        tags["precision.auto"] = "Keras networks train at fp32 under auto (the measured choice is made for torch networks)"
-    network, state = fit_keras(replace(ctx, spec=spec), prep, config, precision)
-    from gravityml.models._keras import POLICIES
+    prep = prepare(prep_spec, dataset, max_rows=max_rows)
+    return prep, ({**prep.config, "arch": "keras"} if own else dict(prep.config))
 
-    tags.update({
-        "precision": precision,
-        "keras.dtype_policy": POLICIES[precision],
-        "stopped": state.stopped or "completed all epochs",
-        "epochs_run": str(len(state.history)),
-        "best_epoch": str(state.best_epoch) if state.best_epoch is not None else "",
-    })
-    if state.resumed_from is not None:
-        tags["resumed_from_epoch"] = str(state.resumed_from)
+
+def to_keras_model(spec: JobSpec, prep: Prepared, config: dict[str, Any], network: Any, precision: str) -> KerasModel:
+    """The trained network as a KerasModel: a float32 copy, its encoder, meta, calibration rows, interval."""
     kind = "classifier" if prep.problem == "classification" else "regressor"
     meta: dict[str, Any] = {
         "task": "supervised",
@@ -339,6 +323,53 @@ def train(ctx: TrainContext) -> TrainResult:
         pred = model.predict(prep.test_frame)["prediction"].to_numpy()
         model.meta["interval_half_width"] = conformal_half_width(prep.y_test, pred)
         model.meta["interval_coverage"] = 0.9
+    return model
+
+
+def fit_prepared_keras(
+    ctx: TrainContext, prep: Prepared, config: dict[str, Any], precision: str, *, epochs: int | None = None, checkpoint: bool = True
+) -> FitResult:
+    """:func:`fit_keras` behind the torch loop's ``fit_prepared`` result (what ``gravityml precision`` compares)."""
+    if epochs is not None:
+        ctx = replace(ctx, spec=ctx.spec.model_copy(update={"train": ctx.spec.train.model_copy(update={"epochs": epochs})}))
+    if not checkpoint:
+        ctx = replace(ctx, checkpoint_dir=None, resume=False)
+    network, state = fit_keras(ctx, prep, config, precision)
+    return FitResult(
+        network=network, history=state.history, epochs_run=len(state.history), best_epoch=state.best_epoch,
+        stopped=state.stopped or "completed all epochs", resumed_from=state.resumed_from,
+        samples_per_s=state.seen / state.busy if state.busy > 0 else 0.0, precision=precision,
+    )
+
+
+def train(ctx: TrainContext) -> TrainResult:
+    """Train a Keras model (your own by entry point, or the built-in mlp / cnn / text on TensorFlow)."""
+    keras_module()  # a missing extra is said before any work
+    dataset = ctx.dataset
+    assert dataset is not None and dataset.target is not None
+    ctx, loop_note = with_loop_defaults(ctx)
+    spec = ctx.spec
+    check_calibrate(ctx, ())
+    prep, config = prepare_keras(spec, dataset)
+    tags: dict[str, str] = {"problem": prep.problem, "framework": "tensorflow", **prep.notes, **loop_note}
+    precision = spec.compute.precision
+    if precision == "auto":
+        precision = "fp32"
+        tags["precision.auto"] = "Keras networks train at fp32 under auto (the measured choice is made for torch networks)"
+    network, state = fit_keras(replace(ctx, spec=spec), prep, config, precision)
+    from gravityml.models._keras import POLICIES
+
+    tags.update({
+        "precision": precision,
+        "keras.dtype_policy": POLICIES[precision],
+        "stopped": state.stopped or "completed all epochs",
+        "epochs_run": str(len(state.history)),
+        "best_epoch": str(state.best_epoch) if state.best_epoch is not None else "",
+    })
+    if state.resumed_from is not None:
+        tags["resumed_from_epoch"] = str(state.resumed_from)
+    model = to_keras_model(spec, prep, config, network, precision)
+    kind = model.kind
     metrics, outputs = evaluate(model, prep, "test")  # type: ignore[arg-type]
     metrics.update(evaluate(model, prep, "train")[0])  # type: ignore[arg-type]
     artifacts = []

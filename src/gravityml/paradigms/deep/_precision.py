@@ -113,8 +113,25 @@ def _reference(precisions: list[str]) -> str:
     return "fp32" if "fp32" in precisions else precisions[0]
 
 
+def on_keras(ctx: TrainContext) -> bool:
+    """Whether the job's network trains on TensorFlow (``model.type: keras``, or ``framework: tensorflow``)."""
+    return ctx.spec.model.type == "keras" or ctx.spec.model.framework == "tensorflow"
+
+
+def _fit(ctx: TrainContext, prep: Prepared, precision: str, keras_config: dict[str, Any] | None, **kwargs: Any) -> Any:
+    """The job's own loop at ``precision``: the torch loop, or Keras' ``fit`` for a keras config."""
+    if keras_config is not None:
+        from gravityml.paradigms.deep._keras import fit_prepared_keras
+
+        return fit_prepared_keras(ctx, prep, keras_config, precision, **kwargs)
+    from gravityml.paradigms.deep._train import fit_prepared
+
+    return fit_prepared(ctx, prep, precision, **kwargs)
+
+
 def probe_precisions(
-    ctx: TrainContext, prep: Prepared, precisions: list[str], *, slowdown_limit: float = SLOWDOWN_LIMIT
+    ctx: TrainContext, prep: Prepared, precisions: list[str], *, slowdown_limit: float = SLOWDOWN_LIMIT,
+    keras_config: dict[str, Any] | None = None,
 ) -> list[ProbeRow]:
     """A short timed run of the real training loop at each precision: one batch per epoch, a few epochs.
 
@@ -123,9 +140,8 @@ def probe_precisions(
     ``slowdown_limit`` times as long as the reference's whole probe, since by then it is known to be
     too slow. CPU flags say which precisions a processor can run, not how fast (fp16 on a CPU with
     AVX-512 FP16 was measured 55x slower than fp32): only a measurement decides what is worth training.
+    A Keras network (``keras_config``) probes through ``model.fit`` at each dtype policy the same way.
     """
-    from gravityml.paradigms.deep._train import fit_prepared
-
     rows = min(len(prep.X_train), max(ctx.spec.train.batch_size, 1))
     sample = replace(prep, X_train=prep.X_train[:rows], y_train=prep.y_train[:rows], X_val=None, y_val=None)
     reference = _reference(precisions)
@@ -139,7 +155,7 @@ def probe_precisions(
             return "probe over its time cap" if cap is not None and time.perf_counter() - began > cap else None
 
         with quiet_progress():
-            fit = fit_prepared(replace(ctx, should_stop=too_long), sample, name, epochs=1 + PROBE_BATCHES, checkpoint=False)
+            fit = _fit(replace(ctx, should_stop=too_long), sample, name, keras_config, epochs=1 + PROBE_BATCHES, checkpoint=False)
         timed = [h["time/samples_per_s"] for h in fit.history[1:]] or [h["time/samples_per_s"] for h in fit.history]
         seconds = time.perf_counter() - began
         out[name] = ProbeRow(name, float(np.median(timed)) if timed else 0.0, rows, seconds, len(fit.history) < 1 + PROBE_BATCHES)
@@ -168,18 +184,27 @@ def compare_training(
 
     ``samples_per_s`` is training throughput (the median epoch); peak memory is the process's
     (CPU) or the device's (CUDA) high-water mark during that precision's training.
+
+    A Keras network (``model.type: keras`` or ``framework: tensorflow``) is compared the same way,
+    each precision as its Keras dtype policy (bf16 -> ``mixed_bfloat16``, ...) through ``model.fit``.
     """
-    from gravityml.paradigms.deep._train import evaluate, fit_prepared, prepare, to_model
+    from gravityml.paradigms.deep._train import evaluate, prepare, to_model
 
     began_all = time.perf_counter()
     placement = resolve_device(ctx.spec.compute.accelerator, ctx.spec.compute.devices)
     precisions = precisions or supported_precisions(placement)
-    prep = prepare(ctx.spec, dataset, max_rows=max_rows)
+    keras_config: dict[str, Any] | None = None
+    if on_keras(ctx):
+        from gravityml.paradigms.deep._keras import prepare_keras, to_keras_model
+
+        prep, keras_config = prepare_keras(ctx.spec, dataset, max_rows=max_rows)
+    else:
+        prep = prepare(ctx.spec, dataset, max_rows=max_rows)
     metric, higher = _metric_of(prep.problem)
     report = PrecisionReport(metric, higher, tolerance, "train", ", ".join(placement.names))
     # Trial runs report nowhere: their epochs must not mix with the real run's learning curve.
     quiet = replace(ctx, checkpoint_dir=None, resume=False, sink=NullSink())
-    report.probes = probe_precisions(quiet, prep, precisions, slowdown_limit=slowdown_limit)
+    report.probes = probe_precisions(quiet, prep, precisions, slowdown_limit=slowdown_limit, keras_config=keras_config)
     speed = {p.precision: p.samples_per_s for p in report.probes}
     reference = _reference(precisions)
     candidates = []
@@ -199,9 +224,12 @@ def compare_training(
         reset_peak_memory(placement)
         began = time.perf_counter()
         with quiet_progress():
-            fit = fit_prepared(quiet, prep, name, epochs=epochs, checkpoint=False)
+            fit = _fit(quiet, prep, name, keras_config, epochs=epochs, checkpoint=False)
         seconds = time.perf_counter() - began
-        model = to_model(quiet, prep, fit)
+        if keras_config is not None:
+            model: Any = to_keras_model(quiet.spec, prep, keras_config, fit.network, name)
+        else:
+            model = to_model(quiet, prep, fit)
         value = evaluate(model, prep, "test")[0][f"test/{metric}"]
         # The median epoch, not the mean: on a shared machine one slow epoch should not decide.
         rate = float(np.median([h["time/samples_per_s"] for h in fit.history])) if fit.history else fit.samples_per_s
