@@ -115,3 +115,19 @@ def test_a_scikit_learn_job_placed_on_a_spark_site_is_refused_in_one_line(tmp_pa
             "data": {"source": "events", "target": "label"}}
     with pytest.raises(ExecutorError, match=r"site 'lake' trains Spark MLlib models .* 'logistic_regression' is not one"):
         run_job(spec, workspace=Workspace.current(tmp_path / "ws").ensure(), catalog=tmp_path / "gravityml.yaml")
+
+
+def test_predict_on_a_spark_site_refuses_concurrency_and_a_ray_site_still_goes_to_ray(tmp_path, cli):
+    import yaml
+
+    offers = [{"name": "w", "accelerator": "cpu", "per_node": 2, "owned": {"purchase_usd": 1000, "power_kw": 0.1}}]
+    sites = {"lake": {"kind": "on_prem", "jurisdiction": "DE", "executor": {"spark": "local[1]"}, "offers": offers},
+             "here": {"kind": "on_prem", "jurisdiction": "DE", "executor": "local", "offers": offers}}
+    catalog = tmp_path / "gravityml.yaml"
+    catalog.write_text(yaml.safe_dump({"include_local": False, "sites": sites}))
+    code, _, err = cli("predict", "m", str(tmp_path), "-o", str(tmp_path / "out"), "--site", "lake", "--catalog",
+                       str(catalog), "--concurrency", "2")
+    assert code != 0 and "--concurrency" in err and "spark.executor.cores" in err, err
+    code, _, err = cli("predict", "m", str(tmp_path), "-o", str(tmp_path / "out"), "--site", "here", "--catalog",
+                       str(catalog))
+    assert code != 0 and "has no Ray cluster to score on" in err, err
