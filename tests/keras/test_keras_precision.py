@@ -51,7 +51,7 @@ def test_precision_command_trains_a_keras_network_at_each_dtype_policy(
     # Every probe and every training went through fit_keras, under that precision's policy.
     assert set(policies) >= {"fp64", "fp32", "bf16"} and policies.count("fp32") >= 2
     assert all(0.0 <= r["metric"] <= 1.0 and r["samples_per_s"] > 0 for r in report["rows"])
-    assert f"recommended {report['recommended']}" in out and "precision: auto" not in out.split("use it")[-1]
+    assert f"recommended {report['recommended']}" in out
     assert chart.stat().st_size > 0
 
 

@@ -104,5 +104,4 @@ def precision(
     report_json = chart.with_suffix(".json")
     atomic_write(report_json, lambda tmp: tmp.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8"))
     console.print(f"chart       {chart}\nreport      {report_json}")
-    keras = spec.model.type == "keras" or spec.model.framework == "tensorflow"  # auto trains Keras at fp32
-    console.print(f"use it      compute: {{precision: {report.recommended}}} in {job}" + ("" if keras else ", or precision: auto"))
+    console.print(f"use it      compute: {{precision: {report.recommended}}} in {job}, or precision: auto")

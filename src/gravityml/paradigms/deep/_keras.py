@@ -7,7 +7,8 @@ torch networks (text: the platform's tokenizer and the vocabulary built from the
 training, validation and test rows. What the platform adds around Keras' own ``fit``:
 
 * precision from ``compute.precision`` as a Keras dtype policy (bf16 -> ``mixed_bfloat16``,
-  fp16 -> ``mixed_float16``, fp64 -> ``float64``; ``auto`` trains at fp32 and says so);
+  fp16 -> ``mixed_float16``, fp64 -> ``float64``; ``auto`` measures each policy on a slice of the
+  rows and picks the cheapest within tolerance, as for the torch networks);
 * the device from ``compute.accelerator`` (``cpu`` pins ``/CPU:0``, ``cuda`` needs a GPU that
   TensorFlow sees), threads from ``compute.threads``;
 * the loop's settings from ``train``: epochs, batch size, lr and its schedule, weight decay
@@ -352,10 +353,16 @@ def train(ctx: TrainContext) -> TrainResult:
     check_calibrate(ctx, ())
     prep, config = prepare_keras(spec, dataset)
     tags: dict[str, str] = {"problem": prep.problem, "framework": "tensorflow", **prep.notes, **loop_note}
-    precision = spec.compute.precision
-    if precision == "auto":
-        precision = "fp32"
-        tags["precision.auto"] = "Keras networks train at fp32 under auto (the measured choice is made for torch networks)"
+    artifacts: list[Path] = []
+    precision: str = spec.compute.precision
+    if precision == "auto":  # measured as for torch: each dtype policy probed and trained on a slice
+        from gravityml.paradigms.deep._precision import auto_precision
+
+        if ctx.checkpoint_dir is not None:  # the decision is kept there for a resume
+            Path(ctx.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        precision, reason, report = auto_precision(ctx, dataset)
+        tags["precision.auto"] = reason
+        artifacts.append(report)
     network, state = fit_keras(replace(ctx, spec=spec), prep, config, precision)
     from gravityml.models._keras import POLICIES
 
@@ -372,7 +379,6 @@ def train(ctx: TrainContext) -> TrainResult:
     kind = model.kind
     metrics, outputs = evaluate(model, prep, "test")  # type: ignore[arg-type]
     metrics.update(evaluate(model, prep, "train")[0])  # type: ignore[arg-type]
-    artifacts = []
     title = f"{spec.name} ({spec.model.type}, Keras), test split"
     if kind == "classifier":
         classes = list(prep.schema.classes or ())
