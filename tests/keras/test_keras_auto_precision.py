@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
+from tests.keras._jobs import iris_keras
 
 from gravityml.data import load_dataset
 from gravityml.paradigms import TrainContext, train
@@ -18,16 +18,7 @@ pytestmark = pytest.mark.xdist_group("tensorflow")
 
 
 def test_precision_auto_measures_keras_policies_and_keeps_the_decision_on_resume(tmp_path: Path) -> None:
-    doc = {
-        "name": "iris-keras-auto",
-        "task": "supervised",
-        "data": {"source": "sklearn:iris", "target": "target", "split": {"test": 0.25, "seed": 3}},
-        "model": {"type": "mlp", "framework": "tensorflow", "params": {"hidden": [16], "dropout": 0.0}},
-        "train": {"epochs": 3, "batch_size": 16, "lr": 0.02, "seed": 3},
-        "compute": {"accelerator": "cpu", "precision": "auto"},
-    }
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    spec = load_spec(tmp_path / "job.yaml")
+    spec = load_spec(iris_keras(tmp_path, "iris-keras-auto", precision="auto"))
     dataset = load_dataset(spec)
     (tmp_path / "w").mkdir()
     result = train(TrainContext(spec=spec, workdir=tmp_path / "w", dataset=dataset, checkpoint_dir=tmp_path / "ckpt"))

@@ -9,23 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from tests.keras._jobs import iris_keras
 
 pytestmark = pytest.mark.xdist_group("tensorflow")
-
-
-def _spec(folder: Path) -> Path:
-    doc = {
-        "name": "iris-keras",
-        "task": "supervised",
-        "data": {"source": "sklearn:iris", "target": "target", "split": {"test": 0.25, "seed": 3}},
-        "model": {"type": "mlp", "framework": "tensorflow", "params": {"hidden": [16], "dropout": 0.0}},
-        "train": {"epochs": 3, "batch_size": 16, "lr": 0.02, "seed": 3},
-        "compute": {"accelerator": "cpu"},
-    }
-    path = folder / "iris_keras.yaml"
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return path
 
 
 def test_precision_command_trains_a_keras_network_at_each_dtype_policy(
@@ -43,7 +29,7 @@ def test_precision_command_trains_a_keras_network_at_each_dtype_policy(
 
     monkeypatch.setattr(_keras, "dtype_policy", recording)
     chart = tmp_path / "chart.png"
-    code, out, err = cli("precision", str(_spec(tmp_path)), "-o", str(chart))
+    code, out, err = cli("precision", str(iris_keras(tmp_path)), "-o", str(chart))
     assert code == 0, err
     report = json.loads(chart.with_suffix(".json").read_text())
     trained = [r["precision"] for r in report["rows"]]
@@ -56,6 +42,6 @@ def test_precision_command_trains_a_keras_network_at_each_dtype_policy(
 
 
 def test_precision_model_option_refuses_a_keras_spec_with_the_command_to_run(cli: Any, tmp_path: Path) -> None:
-    spec = _spec(tmp_path)
+    spec = iris_keras(tmp_path)
     code, _, err = cli("precision", str(spec), "--model", "iris-keras")
     assert code == 2 and "Keras models are compared by training" in err and f"gravityml precision {spec}" in err
