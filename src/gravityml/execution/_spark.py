@@ -97,6 +97,18 @@ def open_session(site_name: str, site: Site, app: str) -> Any:
     return session
 
 
+def active_session(master: str) -> Any:
+    """The Spark session this process already has on ``master`` (None: none, or pyspark is not installed).
+
+    A job or a batch scoring run uses it and leaves it open (a notebook's session, the tests' one)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        return None
+    active = SparkSession.getActiveSession()
+    return active if active is not None and active.sparkContext.master == master else None
+
+
 def executor_hosts(session: Any) -> list[str]:
     infos = session.sparkContext._jsc.sc().statusTracker().getExecutorInfos()
     driver = session.sparkContext.getConf().get("spark.driver.host")
@@ -133,7 +145,8 @@ class SparkExecutor:
                 "is not one", allowed=sorted(SPARK_ESTIMATORS), got=model_type,
                 fix="choose a spark_* model type, or place the job on another site (--site, or a catalog whose "
                     "policies let the data leave)")
-        session = open_session(self.site_name, self.site, f"gravityml-{job.name}")
+        active = active_session(self.site.spark.master)
+        session = active or open_session(self.site_name, self.site, f"gravityml-{job.name}")
         try:
             where = {"site": self.site_name, "jurisdiction": job.jurisdiction, "executor": "spark",
                      "cluster": self.site.spark.master, "host": socket.gethostname(),
@@ -144,7 +157,8 @@ class SparkExecutor:
             return run_on_spark(job, workspace=workspace, where=where, sinks=sinks, extra_tags=extra_tags,
                                 scratch=Path(self.site.workspace) if self.site.workspace else None)
         finally:
-            session.stop()
+            if active is None:
+                session.stop()
 
 
 def _with_catalog_uri(job: PlacedJob) -> JobSpec:

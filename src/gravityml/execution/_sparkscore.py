@@ -26,6 +26,7 @@ columns are the very ones single-process ``predict`` writes.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import io
 import shutil
@@ -60,7 +61,7 @@ from gravityml.execution._raydata import (
     find_failure,
     list_inputs,
 )
-from gravityml.execution._spark import executor_hosts, open_session
+from gravityml.execution._spark import active_session, executor_hosts, open_session
 from gravityml.models import GravityModel, load_model, read_manifest
 
 _FILE = "_gml_file"  # the input file of each row (Spark's input_file_name()); dropped before writing
@@ -257,7 +258,7 @@ def score_with_pipeline(model: Any, frame: Any, *, proba: bool, keep_input: bool
 # ---- any other model: mapInPandas, the model loaded once per Python worker --------------------------------
 
 
-_LOADED: dict[str, GravityModel] = {}  # job id -> the model this Python worker loaded (worker processes are reused)
+_LOADED: dict[str, tuple[GravityModel, Path]] = {}  # job id -> this Python worker's model and its folder
 
 
 def _model_bytes(folder: Path) -> bytes:
@@ -268,13 +269,18 @@ def _model_bytes(folder: Path) -> bytes:
 
 
 def _worker_model(job_id: str, payload: Any) -> GravityModel:
-    model = _LOADED.get(job_id)
-    if model is None:
+    """The job's model, unpacked and loaded once per Python worker (Spark reuses workers across tasks and
+    jobs: an earlier job's model and folder are dropped, and the folder is removed when the worker exits)."""
+    if job_id not in _LOADED:
+        for _, old in _LOADED.values():
+            shutil.rmtree(old, ignore_errors=True)
+        _LOADED.clear()
         target = Path(tempfile.mkdtemp(prefix=f"gravityml-{job_id}-"))
+        atexit.register(shutil.rmtree, target, True)
         with tarfile.open(fileobj=io.BytesIO(payload.value), mode="r:gz") as tar:
             tar.extractall(target, filter="data")
-        model = _LOADED[job_id] = load_model(target / "model")
-    return model
+        _LOADED[job_id] = (load_model(target / "model"), target)
+    return _LOADED[job_id][0]
 
 
 def _score_batches(batches: Iterator[Any], *, job_id: str, payload: Any, proba: bool, keep_input: bool,
@@ -344,16 +350,6 @@ def _failure(exc: BaseException, job_id: str) -> GravityMLError:
                           fix="see the driver's log and the executors' stderr (the worker's work/ folder)")
 
 
-def _active_session(master: str) -> Any:
-    """The Spark session this process already has on ``master`` (None: none, or pyspark is not installed)."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        return None
-    active = SparkSession.getActiveSession()
-    return active if active is not None and active.sparkContext.master == master else None
-
-
 def _model_folder(ref: str, workspace: Any) -> tuple[Path, str]:
     """A local folder holding the model, and the reference it is reported by (NAME/VERSION, or the folder)."""
     from gravityml.models import MANIFEST
@@ -415,7 +411,7 @@ def predict_on_spark_site(
     # the executors read a spark_* model's folder themselves: a copy where the site's workspace is shared
     scratch = Path(entry.workspace).expanduser() if entry.workspace else ws.ensure().root / "scratch"
     stage = scratch / f"sparkscore-{job_id}"
-    active = _active_session(entry.spark.master)  # this process's session on the site's master: used, kept open
+    active = active_session(entry.spark.master)  # this process's session on the site's master: used, kept open
     session = active or open_session(site, entry, job_id)
     try:
         if read_manifest(source).get("flavor") == "spark":

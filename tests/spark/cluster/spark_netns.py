@@ -98,7 +98,22 @@ def _events(n: int, seed: int) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def lake(cluster, tmp_path_factory):
+def site_session(cluster, tmp_path_factory):
+    """One Spark application on the site for the module: train and predict use this process's open session."""
+    from gravityml.data import load_catalog
+    from gravityml.execution._spark import open_session
+
+    master, _ = cluster
+    site = _site(master)
+    catalog = tmp_path_factory.mktemp("session") / "gravityml.yaml"
+    catalog.write_text(yaml.safe_dump({"include_local": False, "sites": {"lake": site}}))
+    session = open_session("lake", load_catalog(catalog).sites["lake"], "gravityml-site-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def lake(cluster, site_session, tmp_path_factory):
     """A random forest trained on the cluster from a local Parquet file and registered (shared by the tests)."""
     master, _ = cluster
     tmp = tmp_path_factory.mktemp("lake")
@@ -113,11 +128,12 @@ def lake(cluster, tmp_path_factory):
     started = time.monotonic()
     result = run_job(spec, workspace=ws, catalog=catalog, on_log=logs.append)
     print(f"trained on the cluster in {time.monotonic() - started:.1f} s")
+    folder = ws.client.download_artifacts(result.run_id, "model", str(tmp / "model"))
     return SimpleNamespace(master=master, tmp=tmp, rows=rows, data=data, catalog=catalog, ws=ws, result=result,
-                           logs=logs)
+                           logs=logs, folder=folder)
 
 
-def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(lake, tmp_path):
+def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(lake):
     master, rows, data, ws, result, logs = lake.master, lake.rows, lake.data, lake.ws, lake.result, lake.logs
     assert result.metrics["test/accuracy"] > 0.8, result.metrics
     version = ws.client.get_model_version("lake-rf", str(result.version))
@@ -130,8 +146,7 @@ def test_a_job_on_the_spark_site_trains_there_and_its_lineage_names_the_master(l
     assert any(tags["gravityml.spark_app_id"] in line for line in logs)
     from gravityml.models import load_model
 
-    local = ws.client.download_artifacts(result.run_id, "model", str(tmp_path / "dl"))
-    out = load_model(local).predict(rows.drop(columns="label").head(5))
+    out = load_model(lake.folder).predict(rows.drop(columns="label").head(5))
     assert list(out.columns) == ["prediction", "confidence"] and len(out) == 5
 
 
@@ -165,23 +180,11 @@ def _same_scores(got: pd.DataFrame, want: pd.DataFrame, columns: list[str]) -> N
         np.testing.assert_allclose(got[column].to_numpy(float), want[column].to_numpy(float), rtol=0, atol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def site_session(lake):
-    """One Spark application on the site for the scoring tests (predict uses this process's open session)."""
-    from gravityml.data import load_catalog
-    from gravityml.execution._spark import open_session
-
-    session = open_session("lake", load_catalog(lake.catalog).sites["lake"], "gravityml-scoring-tests")
-    yield session
-    session.stop()
-
-
-def test_predict_on_the_spark_site_with_the_pipeline_scores_every_row_once_as_predict_does(lake, site_session, tmp_path,
-                                                                                           cli):
+def test_predict_on_the_spark_site_with_the_pipeline_scores_every_row_once_as_predict_does(lake, tmp_path, cli):
     """The CLI's dispatch: a spark_* model scored natively by the cluster, the same columns as `gravityml predict`."""
     from gravityml.inference import load, score_frame
 
-    folder = lake.ws.client.download_artifacts(lake.result.run_id, "model", str(tmp_path / "model"))
+    folder = lake.folder
     frame = _input_folder(tmp_path / "in", 3, 100, seed=5)
     started = time.monotonic()
     code, out, err = cli("predict", folder, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--site", "lake",
@@ -196,7 +199,7 @@ def test_predict_on_the_spark_site_with_the_pipeline_scores_every_row_once_as_pr
     pd.testing.assert_frame_equal(got[["id", "x1", "x2", "colour"]], frame, check_dtype=False)
 
 
-def test_any_other_model_scores_with_mapinpandas_and_a_bad_row_publishes_nothing(lake, site_session, tmp_path):
+def test_any_other_model_scores_with_mapinpandas_and_a_bad_row_publishes_nothing(lake, tmp_path):
     """A scikit-learn model: each executor's Python workers load it once; a bad row names its file and row."""
     from gravityml.data import local_catalog
     from gravityml.errors import SchemaError
@@ -222,7 +225,7 @@ def test_any_other_model_scores_with_mapinpandas_and_a_bad_row_publishes_nothing
     part = bad.iloc[20:40].copy()
     part.iloc[6, part.columns.get_loc("colour")] = "purple"  # row 7 of part1.parquet
     part.to_parquet(tmp_path / "bad" / "part1.parquet", index=False)
-    for model in (ref, lake.ws.client.download_artifacts(lake.result.run_id, "model", str(tmp_path / "rf"))):
+    for model in (ref, lake.folder):
         with pytest.raises(SchemaError, match=r"published nothing: input '.*/bad/part1\.parquet': column 'colour', "
                            r"row 7: category 'purple' was not seen in training") as info:
             predict_on_spark_site(model, str(tmp_path / "bad"), str(tmp_path / "bad-out"), site="lake",
