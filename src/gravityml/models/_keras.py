@@ -149,7 +149,12 @@ def _layers() -> SimpleNamespace:
 
     class MaskedMean(keras.layers.Layer):  # type: ignore[misc, name-defined]
         """The mean of token embeddings over real tokens (id != 0): ``nn.EmbeddingBag(mode="mean")``,
-        written with plain multiply / sum / divide so that tf2onnx and the TFLite converter keep it."""
+        written with plain multiply / sum / divide so that tf2onnx and the TFLite converter keep it.
+        Summed in float32 under any policy (bfloat16 counts tokens exactly only up to 256)."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs["dtype"] = "float32"
+            super().__init__(**kwargs)
 
         def call(self, embedded: Any, ids: Any) -> Any:
             mask = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), embedded.dtype), -1)
