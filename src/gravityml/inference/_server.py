@@ -521,7 +521,7 @@ def create_app(
             if shadow is not None:
                 mirror.send(name, shadow, decoded.frame(), predicted)
             if config.prediction_log is not None:
-                config.prediction_log.log(decoded.frame(), predicted, model_version=f"{name}/{served.loaded.version}",
+                config.prediction_log.log(decoded.columns, predicted, model_version=f"{name}/{served.loaded.version}",
                                           latency_ms=(time.perf_counter_ns() - start) / 1e6)
             tensors = select_outputs(output_tensors(predicted, proba), decoded.outputs)
             tensors, blob = binary_outputs(tensors, binary_wanted(body))
