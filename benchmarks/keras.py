@@ -20,7 +20,9 @@ frameworks (``--threads``): CPU-seconds then measure work even while other jobs 
 
 Workloads: ``mlp``, the MLP 64-256-128-10 on a synthetic 20,000 x 64 table (10 overlapping Gaussian
 classes, seeded numpy; nothing downloaded), batch 256; ``cnn``, the residual CNN (32 channels, 2 blocks)
-on scikit-learn's 8x8 digits, batch 64.
+on scikit-learn's 8x8 digits, batch 64; ``text``, examples/spam.yaml's text network (the platform's
+tokenizer and vocabulary, embedding 32, mean over tokens, hidden 32) on examples/data/spam.csv,
+batch 64, lr 5e-3.
 
     .venv/bin/python benchmarks/keras.py [--repeats 5] [--epochs 3] [--only mlp] [--threads 1]
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
 import sys
@@ -53,11 +56,15 @@ write_results = _results.write_results
 
 RESULTS = ROOT / "benchmarks" / "results" / "keras.json"
 LR = 1e-3
+WORKLOADS = ("mlp", "cnn", "text")
 SEED = 3
 
 
-def _frame(name: str) -> tuple[pd.DataFrame, dict[str, Any], int]:
-    """The workload's rows (features + ``label``), its model section and batch size."""
+def _frame(name: str) -> tuple[pd.DataFrame, dict[str, Any], int, dict[str, Any], float]:
+    """The workload's rows (features + ``label``), its model section, batch size, data keys, lr."""
+    if name == "text":  # examples/spam.yaml's network and loop, on the shipped messages
+        frame = pd.read_csv(ROOT / "examples" / "data" / "spam.csv")
+        return frame, {"type": "text", "params": {"dim": 32, "hidden": 32, "max_tokens": 64}}, 64, {"text": "text"}, 5e-3
     if name == "mlp":
         rng = np.random.default_rng(0)
         centers = rng.normal(size=(10, 64)) * 0.3  # overlapping: logistic regression scores 0.77
@@ -65,13 +72,13 @@ def _frame(name: str) -> tuple[pd.DataFrame, dict[str, Any], int]:
         X = centers[y] + rng.normal(size=(20_000, 64))
         frame = pd.DataFrame(X.astype("float32"), columns=[f"x{i}" for i in range(64)])
         frame["label"] = y
-        return frame, {"type": "mlp", "params": {"hidden": [256, 128], "dropout": 0.1}}, 256
+        return frame, {"type": "mlp", "params": {"hidden": [256, 128], "dropout": 0.1}}, 256, {}, LR
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     frame = pd.DataFrame(digits.data.astype("float32"), columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)])
     frame["label"] = digits.target
-    return frame, {"type": "cnn", "params": {"channels": 32, "blocks": 2, "dropout": 0.1}}, 64
+    return frame, {"type": "cnn", "params": {"channels": 32, "blocks": 2, "dropout": 0.1}}, 64, {}, LR
 
 
 def prepared(name: str, folder: Path, epochs: int, threads: int) -> dict[str, Any]:
@@ -80,14 +87,14 @@ def prepared(name: str, folder: Path, epochs: int, threads: int) -> dict[str, An
     from gravityml.paradigms.deep._train import prepare
     from gravityml.spec import load_spec
 
-    frame, model, batch = _frame(name)
+    frame, model, batch, data, lr = _frame(name)
     frame.to_parquet(folder / f"{name}.parquet")
     doc: dict[str, Any] = {
         "name": f"bench-{name}",
         "task": "supervised",
-        "data": {"source": str(folder / f"{name}.parquet"), "target": "label", "split": {"test": 0.2, "seed": 0}},
+        "data": {"source": str(folder / f"{name}.parquet"), "target": "label", "split": {"test": 0.2, "seed": 0}, **data},
         "model": model,
-        "train": {"epochs": epochs, "batch_size": batch, "lr": LR, "seed": SEED},
+        "train": {"epochs": epochs, "batch_size": batch, "lr": lr, "seed": SEED},
         "compute": {"accelerator": "cpu", "precision": "fp32", "threads": threads},
     }
     specs = {fw: load_spec({**doc, "model": {**model, "framework": fw}}) for fw in ("torch", "tensorflow")}
@@ -95,8 +102,13 @@ def prepared(name: str, folder: Path, epochs: int, threads: int) -> dict[str, An
     prep = prepare(specs["torch"], dataset)
     index = {c: i for i, c in enumerate(prep.schema.classes or ())}
     y_test = np.array([index[v.item() if hasattr(v, "item") else v] for v in prep.y_test], dtype="int64")
-    return {"specs": specs, "prep": prep, "X_test": prep.encoder.transform(prep.test_frame).astype("float32"),
-            "y_test": y_test, "batch_size": batch, "epochs": epochs}
+    return {"specs": specs, "prep": prep, "X_test": _net_input(prep.encoder.transform(prep.test_frame)),
+            "y_test": y_test, "batch_size": batch, "epochs": epochs, "lr": lr}
+
+
+def _net_input(X: np.ndarray) -> np.ndarray:
+    """Token ids stay int64; numbers go in as float32."""
+    return X if X.dtype == np.int64 else X.astype("float32")
 
 
 def _with_precision(spec: Any, precision: str) -> Any:
@@ -164,10 +176,11 @@ def keras_bare(work: dict[str, Any], precision: str) -> dict[str, float]:
         keras.utils.set_random_seed(SEED)
         with tf.device("/CPU:0"), dtype_policy(precision):
             net = build_keras_network(dict(prep.config))
-            set_standardize(net, *_stats(prep.arch, prep.X_train))
-            net.compile(optimizer=keras.optimizers.AdamW(learning_rate=LR, weight_decay=cfg.weight_decay),
+            if prep.arch != "text":
+                set_standardize(net, *_stats(prep.arch, prep.X_train))
+            net.compile(optimizer=keras.optimizers.AdamW(learning_rate=work["lr"], weight_decay=cfg.weight_decay),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-            net.fit(prep.X_train.astype("float32"), prep.y_train, batch_size=work["batch_size"], epochs=work["epochs"],
+            net.fit(_net_input(prep.X_train), prep.y_train, batch_size=work["batch_size"], epochs=work["epochs"],
                     shuffle=True, verbose=0)
         return net
 
@@ -196,7 +209,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=["mlp", "cnn"], action="append", help="run only these workloads")
+    parser.add_argument("--only", choices=list(WORKLOADS), action="append",
+                        help="run only these workloads (the others' results in keras.json are kept)")
     parser.add_argument("--precisions", default="fp32,bf16", help="Keras vs torch at these (comma-separated)")
     args = parser.parse_args()
     import tensorflow as tf
@@ -211,13 +225,16 @@ def main() -> None:
     configure_threads(resolve_device("cpu"), args.threads)
     load_before = list(os.getloadavg())
     results: dict[str, Any] = {}
+    if args.only and RESULTS.exists():  # keep the workloads not rerun, each with the load it ran at
+        results = json.loads(RESULTS.read_text()).get("results", {})
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.only or ["mlp", "cnn"]:
+        for name in args.only or WORKLOADS:
             work = prepared(name, Path(tmp), args.epochs, args.threads)
             keras_bare(work, "fp32")  # warm-up: TensorFlow's and oneDNN's first-use costs
             torch_platform(work, "fp32")
             entry: dict[str, Any] = {"train_rows": len(work["prep"].X_train), "test_rows": len(work["y_test"]),
-                                     "batch_size": work["batch_size"], "epochs": args.epochs, "network": work["prep"].config}
+                                     "batch_size": work["batch_size"], "epochs": args.epochs, "repeats": args.repeats,
+                                     "network": work["prep"].config}
             for precision in args.precisions.split(","):
                 found = pairs(lambda p=precision, w=work: torch_platform(w, p), lambda p=precision, w=work: keras_platform(w, p), args.repeats)
                 entry[f"keras_vs_torch_{precision}"] = {"a": "torch (platform loop)", "b": "keras (platform loop)", **found}
