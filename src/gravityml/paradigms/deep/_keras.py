@@ -103,10 +103,36 @@ def _schedule(kind: str, lr: float, epochs: int) -> Any:
 
 
 def _save_weights(network: Any, path: Path) -> None:
-    """Weights and optimizer state to ``path`` through a temporary file and a rename."""
+    """Weights and optimizer state to ``path`` (HDF5: ``weights/i``, ``optimizer/i``) through a
+    temporary file and a rename. The arrays are written directly: Keras' ``save_weights`` walks the
+    object graph and took 0.03-0.04 CPU-s per checkpoint for a 50k-parameter MLP, 5% of its epochs."""
+    import h5py
+
+    weights = network.get_weights()
+    state = [np.asarray(v) for v in network.optimizer.variables]
     tmp = path.with_name(f".{os.getpid()}.tmp.weights.h5")
-    network.save_weights(str(tmp), overwrite=True)
+    with h5py.File(tmp, "w") as fh:
+        for group, arrays in (("weights", weights), ("optimizer", state)):
+            folder = fh.create_group(group)
+            for i, array in enumerate(arrays):
+                folder.create_dataset(str(i), data=array)
     os.replace(tmp, path)
+
+
+def _load_weights(network: Any, path: Path) -> None:
+    """What :func:`_save_weights` wrote back into ``network`` and its (built) optimizer."""
+    import h5py
+
+    network.optimizer.build(network.trainable_variables)
+    with h5py.File(path, "r") as fh:
+        if "weights" not in fh:  # a checkpoint written by Keras' own save_weights
+            network.load_weights(str(path))
+            return
+        weights = [fh["weights"][str(i)][()] for i in range(len(fh["weights"]))]
+        state = [fh["optimizer"][str(i)][()] for i in range(len(fh["optimizer"]))]
+    network.set_weights(weights)
+    for variable, value in zip(network.optimizer.variables, state, strict=True):
+        variable.assign(value)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -252,8 +278,7 @@ def fit_keras(ctx: TrainContext, prep: Prepared, config: dict[str, Any], precisi
         state, start = _State(), 0
         if folder is not None and ctx.resume and (folder / STATE).exists() and (folder / WEIGHTS).exists():
             state = _State.from_json(json.loads((folder / STATE).read_text(encoding="utf-8")))
-            network.optimizer.build(network.trainable_variables)
-            network.load_weights(str(folder / WEIGHTS))
+            _load_weights(network, folder / WEIGHTS)
             if (folder / BEST).exists():
                 state.best_weights = _load_best(folder / BEST)
             start = cfg.epochs if state.stopped else state.epoch + 1
