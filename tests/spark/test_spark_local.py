@@ -131,3 +131,34 @@ def test_predict_on_a_spark_site_refuses_concurrency_and_a_ray_site_still_goes_t
     code, _, err = cli("predict", "m", str(tmp_path), "-o", str(tmp_path / "out"), "--site", "here", "--catalog",
                        str(catalog))
     assert code != 0 and "has no Ray cluster to score on" in err, err
+
+
+def test_predict_on_a_local_spark_site_reads_a_csv_folder_as_gravityml_predict_reads_each_file(spark, tmp_path):
+    """A local[2] site (this module's session, kept open): CSV read by Spark, the scores of `predict FILE`."""
+    import yaml
+
+    from gravityml.data import read_table
+    from gravityml.execution._sparkscore import predict_on_spark_site
+    from gravityml.inference import score_frame
+    from gravityml.tracking import Workspace
+
+    model, _ = train_spark(spark.createDataFrame(_rows()), model_type="spark_logistic_regression", target="label")
+    folder = model.save(tmp_path / "m")
+    (tmp_path / "in").mkdir()
+    rows = _rows(60).drop(columns="label")
+    for i in range(2):
+        rows.iloc[i * 30:(i + 1) * 30].to_csv(tmp_path / "in" / f"part{i}.csv", index=False)
+    site = {"kind": "on_prem", "jurisdiction": "DE", "executor": {"spark": "local[2]"},
+            "offers": [{"name": "w", "accelerator": "cpu", "per_node": 2, "owned": {"purchase_usd": 1000, "power_kw": 0.1}}]}
+    (tmp_path / "gravityml.yaml").write_text(yaml.safe_dump({"include_local": False, "sites": {"lake": site}}))
+    result = predict_on_spark_site(str(folder), str(tmp_path / "in"), str(tmp_path / "out"), site="lake",
+                                   catalog=tmp_path / "gravityml.yaml", workspace=Workspace.current(tmp_path / "ws"))
+    assert result.rows == 60 and result.files == 2 and result.engine == "pipeline"
+    assert spark.sparkContext._jsc is not None  # the module's session was used and left open
+    got = pd.read_parquet(tmp_path / "out").sort_values(["x1", "x2"]).reset_index(drop=True)
+    loaded = load_model(folder)  # what `gravityml predict FILE` does with each file: read_table, score_frame
+    want = pd.concat([score_frame(loaded, read_table(str(tmp_path / "in" / f"part{i}.csv"), role="input").frame)
+                      for i in range(2)]).sort_values(["x1", "x2"]).reset_index(drop=True)
+    assert got["prediction"].tolist() == want["prediction"].tolist()
+    np.testing.assert_allclose(got["confidence"], want["confidence"], atol=1e-9)
+    np.testing.assert_allclose(got[["x1", "x2"]], want[["x1", "x2"]], atol=1e-12)
