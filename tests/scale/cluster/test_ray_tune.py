@@ -52,3 +52,40 @@ def test_a_search_of_8_trials_with_asha_runs_two_at_a_time_on_the_cluster_and_re
     assert registry.get_run(version.run_id).data.metrics["test/accuracy"] == best.data.metrics["test/accuracy"]
     assert version.tags["gravityml.search_run_id"] == parent.info.run_id
     assert version.tags["gravityml.trials_complete"] == str(len(complete))
+
+
+def test_a_search_whose_budget_covers_3_of_8_trials_runs_3_on_the_cluster_and_says_so(scale_env, cli) -> None:  # type: ignore[no-untyped-def]
+    """`gravityml plan` prices one trial at the site; a budget of 3.5 trials covers 3 of the 8, and with
+    cap_to_budget the cluster runs those 3 (two at a time) and the run says why."""
+    import re
+
+    import yaml
+
+    name = "cancer-ray-tune-capped"
+    spec = {"name": name, "task": "supervised",
+            "data": {"source": "sklearn:breast_cancer", "target": "target", "split": {"test": 0.25, "seed": 3}},
+            "model": {"type": "random_forest", "params": {"n_estimators": 20}},
+            "compute": {"accelerator": "cpu", "threads": 1},
+            "placement": {"estimate": {"hours": 1.0, "hardware": "cpu", "devices": 1}},
+            "tune": {"metric": "test/accuracy", "trials": 8, "max_concurrent": 2, "cap_to_budget": True,
+                     "space": {"max_depth": {"int": [2, 8]}}}}
+    path = scale_env.job(name, spec)
+    code, out, err = cli("plan", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site, "--no-measure")
+    assert code == 0, err
+    per_trial = float(re.search(r"search: 8 trials x ([0-9.]+) \$", out).group(1))  # type: ignore[union-attr]
+    assert per_trial > 0.01, out
+    spec["placement"]["budget_usd"] = round(3.5 * per_trial, 6)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    code, out, err = cli("train", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site)
+    assert code == 0, (out + err)[-4000:]
+    registry = scale_env.registry()
+    runs = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    forecast = parent.data.tags["gravityml.search_forecast"]
+    assert len(children) == 3, (forecast, [r.info.run_name for r in runs])
+    assert "3 trials fit); cap_to_budget: running 3" in forecast
+    assert parent.data.tags["gravityml.stop_reason"] == "ran 3 of 3 trials"
+    assert "Ray Tune over the cluster, 2 trials at once" in parent.data.tags["gravityml.ray_tune"]
+    (version,) = registry.search_model_versions(f"name='{name}'")
+    assert version.run_id in {c.info.run_id for c in children}
