@@ -127,13 +127,15 @@ def test_a_search_stops_when_its_metered_cost_would_cross_the_cap_and_registers_
     assert code == 0, err
     parent, children = _runs(workspace, "tm")
     reason = parent.data.tags["gravityml.stop_reason"]
-    assert reason.startswith("budget:") and "no new trial started" in reason and 1 <= len(children) < 60, reason
+    # Either no new trial could start (metered + the dearest trial would cross the cap), or a trial dearer
+    # than every one before it (a busy machine) crossed it while it ran; both stop the search for budget.
+    assert reason.startswith("budget:") and 1 <= len(children) < 60, reason
     (version,) = workspace.client.search_model_versions("name = 'tm'")
     assert version.run_id in {c.info.run_id for c in children} and version.tags["gravityml.stop_reason"] == reason
     (metered,) = [e for e in _ledger(workspace) if e["kind"] == "metered"]
-    # No trial starts unless the metered cost plus the dearest trial so far fits under the cap; a trial
-    # dearer than all before it (a busy machine) may pass the cap by the difference: half a second here.
-    assert metered["usd"] <= 1.0 + 0.1, metered
+    # So the search passes the cap by at most the dearest trial's cost (0.2 $ a second of its run).
+    dearest_s = max((c.info.end_time - c.info.start_time) / 1000 for c in children)
+    assert metered["usd"] <= 1.0 + 0.2 * dearest_s + 0.05, (metered, dearest_s)
     assert parent.data.metrics["cost/metered_usd"] == pytest.approx(metered["usd"])
 
 
