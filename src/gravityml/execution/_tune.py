@@ -90,13 +90,10 @@ def trial_spec(job: PlacedJob, values: Mapping[str, Any]) -> JobSpec:
 
 
 def _is_model_param(job: PlacedJob, key: str) -> bool:
-    from gravityml.spec._catalog import MODEL_TYPES
-    from gravityml.spec._params import param_schema
+    from gravityml.spec._params import model_param_names
 
     model = job.spec["model"]
-    row = MODEL_TYPES[model["type"]]
-    names = model.get("params") or {} if row.entry_point else param_schema(model["type"], job.spec["task"])
-    return key in names
+    return key in model_param_names(model["type"], job.spec["task"], model.get("params") or {})
 
 
 def _distributions(space: Mapping[str, Distribution]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, 
 
 from gravityml.errors import SpecError
 from gravityml.spec._catalog import MODEL_TYPES, model_types_for
-from gravityml.spec._params import check_model_params, did_you_mean, load_entry_point, param_schema
+from gravityml.spec._params import check_model_params, did_you_mean, load_entry_point, model_param_names
 from gravityml.spec._tune import TuneSpec
 
 Task = Literal["supervised", "unsupervised", "semi_supervised", "reinforcement"]
@@ -282,8 +282,7 @@ class JobSpec(StrictModel):
         base_dir = (info.context or {}).get("base_dir")
         _check_model(self.model, self.task, self.data.problem if self.data else "auto", base_dir)
         if self.tune is not None:
-            row = MODEL_TYPES[self.model.type]
-            self.tune.check_keys(self.model.params if row.entry_point else param_schema(self.model.type, self.task))
+            self.tune.check_keys(model_param_names(self.model.type, self.task, self.model.params))
         if self.task == "reinforcement":
             if self.env is None:
                 raise SpecError(

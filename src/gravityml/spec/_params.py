@@ -191,6 +191,14 @@ def param_schema(name: str, task: str) -> dict[str, Param]:
     return dict(_row_params(name, task))
 
 
+def model_param_names(name: str, task: str, params: dict[str, Any]) -> set[str]:
+    """The model parameters a search may vary: the type's schema, or for a user's own model (an entry
+    point, whose parameters gravityml cannot list) the ones its spec gives."""
+    from gravityml.spec._catalog import MODEL_TYPES
+
+    return set(params) if MODEL_TYPES[name].entry_point else set(param_schema(name, task))
+
+
 # ---- the check ---------------------------------------------------------------------------------
 
 
