@@ -102,7 +102,7 @@ def test_a_spark_job_reads_its_parquet_with_spark_and_a_regressor_scores_rows_wi
 def test_a_scikit_learn_job_placed_on_a_spark_site_is_refused_in_one_line(tmp_path):
     import yaml
 
-    from gravityml.errors import ExecutorError
+    from gravityml.errors import PlacementError
     from gravityml.execution import run_job
     from gravityml.tracking import Workspace
 
@@ -113,7 +113,8 @@ def test_a_scikit_learn_job_placed_on_a_spark_site_is_refused_in_one_line(tmp_pa
         "events": {"uri": str(tmp_path / "rows.parquet"), "site": "lake"}}}))
     spec = {"name": "sk", "task": "supervised", "model": {"type": "logistic_regression"},
             "data": {"source": "events", "target": "label"}}
-    with pytest.raises(ExecutorError, match=r"site 'lake' trains Spark MLlib models .* 'logistic_regression' is not one"):
+    # the planner rejects the Spark site for it (its executor would refuse the model type too)
+    with pytest.raises(PlacementError, match=r"no site can take job 'sk'.*engine: a Spark site runs Spark MLlib jobs only"):
         run_job(spec, workspace=Workspace.current(tmp_path / "ws").ensure(), catalog=tmp_path / "gravityml.yaml")
 
 

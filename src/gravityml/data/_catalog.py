@@ -139,12 +139,54 @@ class SiteStorage(StrictModel):
         return out
 
 
+#: The offer a Spark site's ``executors:`` becomes (one row of the planner's table).
+SPARK_OFFER = "spark-executors"
+
+
+class SparkExecutors(StrictModel):
+    """What a Spark site's cluster gives a job, and what one executor-hour costs (the site's one offer)."""
+
+    count: int = Field(..., ge=1, description="Executors a job gets (spark.executor.instances, or one per worker).")
+    cores: int = Field(..., ge=1, le=1024, description="Cores of one executor (spark.executor.cores).")
+    memory_gb: float = Field(..., gt=0.0, description="Memory of one executor (spark.executor.memory).")
+    hourly_usd: float | None = Field(None, gt=0.0, description="Price of one executor-hour.")
+    core_hourly_usd: float | None = Field(None, gt=0.0, description="Price of one core-hour (cores x this per executor).")
+    provisioning_hours: float = Field(0.0, ge=0.0, description="Lead time before the executors are ready.")
+
+    @model_validator(mode="after")
+    def _one_price(self) -> SparkExecutors:
+        if (self.hourly_usd is None) == (self.core_hourly_usd is None):
+            raise ValueError("give one price: hourly_usd (per executor-hour) or core_hourly_usd (per core-hour)")
+        return self
+
+    @property
+    def executor_hourly_usd(self) -> float:
+        return self.hourly_usd if self.hourly_usd is not None else float(self.core_hourly_usd or 0.0) * self.cores
+
+    def offer(self, kind: str) -> Offer:
+        """The offer the planner prices: ``count`` nodes of ``cores`` CPU cores at the executor-hour price.
+
+        A cloud site's price is metered (on demand); an on-prem site's is taken as the cluster's whole cost
+        spread over every hour of the year (no purchase or power of its own), so buy-vs-rent counts the
+        executors as owned all year.
+        """
+        rate = self.executor_hourly_usd
+        price: dict[str, Any] = (
+            {"cloud": CloudPrice(on_demand_hourly_usd=rate)} if kind == "cloud" else
+            {"owned": OwnedCost(purchase_usd=0.0, power_kw=0.0, usd_per_kwh=0.0, pue=1.0, utilisation=1.0,
+                                operations_usd_per_year=rate * HOURS_PER_YEAR)})
+        return Offer(name=SPARK_OFFER, accelerator="cpu", per_node=self.cores, nodes=self.count,
+                     memory_gb=self.memory_gb, provisioning_hours=self.provisioning_hours, **price)
+
+
 class SparkCluster(StrictModel):
     """A site's Spark cluster (``executor: {spark: MASTER}`` or ``{spark: {master: MASTER, ...}}``)."""
 
     master: str = Field(..., description="spark://HOST:7077 (standalone), local[N] (this machine), sc://HOST:15002.")
     conf: dict[str, str] = Field(default_factory=dict, description="Spark properties of the job's session.")
     driver_host: str | None = Field(None, description="Address the executors reach the driver at (spark.driver.host).")
+    executors: SparkExecutors | None = Field(
+        None, description="The executors a job gets and their price: the site is priced by them (no offers:).")
 
 
 def _spark_executor(data: Any) -> Any:
@@ -159,6 +201,12 @@ def _spark_executor(data: Any) -> Any:
         cluster = {"master": spark} if isinstance(spark, str) else spark
         master = cluster.get("master") if isinstance(cluster, Mapping) else None
         data = {**data, "executor": master, "spark": cluster}
+        executors = cluster.get("executors") if isinstance(cluster, Mapping) else None
+        if isinstance(executors, Mapping) and "offers" not in data:
+            try:  # priced by its executors: their offer stands in for offers: (a bad one is reported at its path)
+                data = {**data, "offers": [SparkExecutors.model_validate(dict(executors)).offer(str(data.get("kind")))]}
+            except ValidationError:
+                pass
     return data
 
 
@@ -342,6 +390,13 @@ def _check_site(name: str, site: Site) -> None:
             "a Spark master is spark://HOST:PORT, local[N] or sc://HOST:PORT",
             allowed=["spark://HOST:7077", "local[2]", "local[*]", "sc://HOST:15002"], got=site.spark.master,
             fix="give the master URL `spark-class org.apache.spark.deploy.master.Master` prints (spark://...)",
+        )
+    if site.spark is not None and site.spark.executors is not None and site.offers != [site.spark.executors.offer(site.kind)]:
+        raise CatalogError(
+            f"sites.{name}.offers",
+            "a Spark site with executors: is priced by them; offers: beside them would price it twice",
+            allowed="executor.spark.executors or offers:, not both", got=[o.name for o in site.offers],
+            fix=f"remove sites.{name}.offers (the executors are the site's offer, {SPARK_OFFER!r}), or executors:",
         )
     if ex is not None and site.spark is None and ex != LOCAL_EXECUTOR and not ex.startswith(_EXECUTOR_SCHEMES):
         launcher = ex.strip().lower() == "skypilot"

@@ -37,6 +37,7 @@ class Demand:
     devices: int = 1
     cpu_only: bool = False
     needs_gpu: bool = False
+    spark: bool = False  # a spark_* model: a Spark site's executors all take it; only such jobs go there
     dataset: str | None = None
     home_site: str | None = None
     size_gb: float = 0.0
@@ -112,8 +113,9 @@ def demand_for(
         work_tflop_hours=work,
         basis=basis,
         devices=spec.compute.devices,
-        cpu_only=accelerator == "cpu" or backend == "sklearn",
+        cpu_only=accelerator == "cpu" or backend in ("sklearn", "spark"),
         needs_gpu=accelerator == "cuda",
+        spark=backend == "spark",
         dataset=dataset,
         home_site=home,
         size_gb=size_gb,

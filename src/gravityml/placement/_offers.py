@@ -41,6 +41,7 @@ class OfferTable:
     row_provisioning_hours: np.ndarray
     row_hourly_usd: np.ndarray  # per node
     row_spot: np.ndarray  # bool: the row is a spot price
+    row_spark: np.ndarray  # bool: the row's site runs its jobs on a Spark cluster (executor: {spark: ...})
     site_index: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -104,5 +105,6 @@ def offer_table(catalog: Catalog) -> OfferTable:
         row_market=tuple(cols[10]),
         row_hourly_usd=np.array(cols[11], dtype=float),
         row_spot=np.array([m == "spot" for m in cols[10]], dtype=bool),
+        row_spark=np.array([catalog.sites[names[i]].spark is not None for i in cols[0]], dtype=bool),
         site_index=index,
     )

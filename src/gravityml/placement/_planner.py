@@ -177,11 +177,18 @@ def filter_rows(demand: Demand, table: OfferTable) -> tuple[np.ndarray, tuple[st
     here = np.array([a == THIS_MACHINE for a in table.row_accelerator], dtype=bool)
     here_fits = bool(here.any()) and demand.devices <= _local_capacity(demand)
     if demand.cpu_only:
-        reject(table.row_gpu & ~here, "hardware: the job runs on CPU (sklearn model or compute.accelerator: cpu)")
+        reject(table.row_gpu & ~here,
+               "hardware: the job runs on CPU (a scikit-learn or Spark MLlib model, or compute.accelerator: cpu)")
     if demand.needs_gpu:
         reject(~table.row_gpu & ~(here & here_fits), "hardware: the job asks for compute.accelerator: cuda")
-    # devices are accelerators on a GPU row and worker processes (one core each) on a CPU row.
+    # A Spark site trains Spark MLlib jobs where its tables live (its executor refuses any other model type).
+    if not demand.spark:
+        reject(table.row_spark, "engine: a Spark site runs Spark MLlib jobs only (model.type spark_*)")
+    # devices are accelerators on a GPU row and worker processes (one core each) on a CPU row; a Spark
+    # job takes every executor of a Spark site (the cluster spreads its tasks over all of them).
     nodes = np.where(here & here_fits, 1, -(-demand.devices // table.row_per_node))
+    if demand.spark:
+        nodes = np.where(table.row_spark, table.row_nodes, nodes)
     reject(nodes > table.row_nodes, f"hardware: {demand.devices} devices need more nodes than the offer has")
     if not demand.spot:
         reject(table.row_spot, "spot prices not asked for (placement.spot: false)")
