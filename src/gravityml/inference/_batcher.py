@@ -9,9 +9,11 @@ with one difference: a request that finds nothing else waiting runs at once, nev
 ``max_delay_ms`` (the delay is spent only while a batch is already forming), so a lone client pays
 no batching latency.
 
-Requests whose rows were already checked against the schema (tensor requests, checked on their
-numpy arrays by the server) are ``prepared``: a batch of only those runs ``prepared_fn``, which
-skips the model's own (pandas) schema check.
+Requests whose rows were already checked against the schema are ``prepared``: a batch of only
+those runs ``prepared_fn``, which skips the model's own (pandas) schema check. Tensor requests
+come as :class:`Columns` (their decoded numpy columns): no frame is built per request; the
+batch thread joins the columns of the whole batch and checks them once on the numpy arrays
+(``Columns.prepare``), so the event loop does no pandas work for them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gravityml.errors import GravityMLError
@@ -49,9 +52,29 @@ class BatcherClosed(Exception):
     """The model version was unloaded: its batcher takes no more requests (503, retry)."""
 
 
+@dataclass(frozen=True)
+class Columns:
+    """A request's rows as numpy columns (a tensor request as decoded), not yet a frame.
+
+    ``prepare`` turns the columns of one or more such requests, joined, into the frame the
+    model's schema check would return (then ``prepared_fn`` runs it), or None where the model's
+    own check must run (on a frame of the joined columns).
+    """
+
+    columns: dict[str, np.ndarray]
+    rows: int
+    prepare: Callable[[dict[str, np.ndarray], int], pd.DataFrame | None] | None = None
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
+
+
 @dataclass
 class _Item:
-    frame: pd.DataFrame
+    frame: pd.DataFrame | Columns
     probabilities: bool
     future: asyncio.Future[tuple[pd.DataFrame, pd.DataFrame | None]] = field(repr=False)
     enqueued_ns: int = field(default_factory=time.perf_counter_ns)
@@ -117,13 +140,13 @@ class Batcher:
         return self._inflight
 
     async def submit(
-        self, frame: pd.DataFrame, *, probabilities: bool = False, timeout_s: float | None = None,
+        self, frame: pd.DataFrame | Columns, *, probabilities: bool = False, timeout_s: float | None = None,
         prepared: bool = False,
     ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """Predict ``frame`` as part of a batch; raises what predicting it alone would raise.
 
         ``prepared``: ``frame`` is already what the model's schema check returns (see the module's
-        docstring). Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
+        docstring); a :class:`Columns` is checked in the batch thread, with the rest of its batch. Raises QueueFull at once when ``max_queue`` requests are already queued or running, and
         DeadlineExceeded when ``timeout_s`` passed before the request's batch ran (it is then not run).
         """
         if self._closed:  # a closed batcher's worker is never restarted (it would run unwatched)
@@ -214,8 +237,8 @@ class Batcher:
         want_proba = any(item.probabilities for item in batch)
         started = time.perf_counter_ns()
         try:
-            frame = batch[0].frame if len(batch) == 1 else pd.concat([i.frame for i in batch], ignore_index=True)
-            fn = self.prepared_fn if self.prepared_fn is not None and all(i.prepared for i in batch) else self.fn
+            frame, prepared = _joined(batch)
+            fn = self.prepared_fn if self.prepared_fn is not None and prepared else self.fn
             predicted, proba = fn(frame, want_proba)
             self._count(batch, started, time.perf_counter_ns() - started)
         except GravityMLError as exc:
@@ -232,6 +255,11 @@ class Batcher:
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), len(frame))
+        if len(batch) == 1:
+            item = batch[0]
+            part_proba = _numbered(proba) if proba is not None and item.probabilities else None
+            loop.call_soon_threadsafe(_settle, item.future, (_numbered(predicted), part_proba), None)
+            return
         start = 0
         for item in batch:
             stop = start + len(item.frame)
@@ -255,6 +283,38 @@ class Batcher:
     @staticmethod
     def _loop_of(batch: list[_Item]) -> asyncio.AbstractEventLoop:
         return batch[0].future.get_loop()
+
+
+def _numbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with rows numbered from 0, as a request's slice of a batch is (no copy when they are)."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
+def _joined(batch: list[_Item]) -> tuple[pd.DataFrame, bool]:
+    """The batch's rows as one frame, and whether it is prepared (``prepared_fn`` may run it).
+
+    A batch of only :class:`Columns` is joined column by column (one ``np.concatenate`` each) and
+    checked once by ``prepare``; otherwise each request becomes a frame and they are concatenated.
+    """
+    parts = [item.frame for item in batch]
+    first = parts[0]
+    if isinstance(first, Columns) and all(isinstance(p, Columns) for p in parts):  # one batcher: one model's
+        if len(parts) == 1:
+            columns, rows = first.columns, first.rows
+        else:
+            columns = {name: np.concatenate([p.columns[name] for p in parts])  # type: ignore[union-attr]
+                       for name in first.columns}
+            rows = sum(p.rows for p in parts)  # type: ignore[union-attr]
+        checked = first.prepare(columns, rows) if first.prepare is not None else None
+        if checked is not None:
+            return checked, True
+        return pd.DataFrame(columns), False
+    frames = [p.frame() if isinstance(p, Columns) else p for p in parts]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, all(item.prepared for item in batch)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
