@@ -3,7 +3,8 @@ trained by ``gravityml train`` from a YAML spec on the shipped spam messages
 (examples/data/spam.csv, written by examples/make_spam.py, nothing downloaded) with the platform's
 own tokenizer and vocabulary, at bf16 with per-epoch checkpoints; predicted with confidence by
 ``gravityml predict`` from the registry; saved and loaded; exported to ONNX and TFLite (float and
-int8) with parity. Shares the tensorflow worker with tests/keras/test_keras.py."""
+int8) with parity. ``examples/keras_text.yaml`` is validated and trained by the CLI from the repo
+root. Shares the tensorflow worker with tests/keras/test_keras.py."""
 
 from __future__ import annotations
 
@@ -105,10 +106,16 @@ def test_text_exports_have_parity(trained: dict[str, Any], tmp_path: Path, fmt: 
     assert report.parity["max_abs_diff"] < (0.05 if fmt.endswith("int8") else 1e-4)
 
 
-def test_cli_trains_the_tensorflow_text_spec_and_predicts_from_the_registry(cli: Any, tmp_path: Path) -> None:
-    spec = _spec(tmp_path, params={"dim": 8, "hidden": 8, "max_tokens": 24})
-    code, out, err = cli("train", str(spec))
+def test_cli_validates_and_trains_the_keras_text_example_and_predicts_from_the_registry(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(EXAMPLES.parent)  # from the repo root, as README and docs/own-models.md run it
+    code, out, err = cli("validate", "examples/keras_text.yaml")
     assert code == 0, err
+    assert "text (tensorflow: " in out and "auto x1, fp32" in out
+    code, out, err = cli("train", "examples/keras_text.yaml")
+    assert code == 0, err
+    assert "spam-keras/1 registered" in out
     pd.DataFrame({"text": NEW}).to_csv(tmp_path / "new.csv", index=False)
     code, out, err = cli("predict", "spam-keras", str(tmp_path / "new.csv"), "-o", str(tmp_path / "out.csv"), "--proba")
     assert code == 0, err

@@ -84,15 +84,16 @@ def validate(job: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
 
     spec = load_spec(job)
     row = MODEL_TYPES[spec.model.type]
+    backend = "tensorflow" if spec.model.framework == "tensorflow" else row.backend  # a built-in net on Keras
     console.print(f"{job}: valid")
     rows = [
         ("name", spec.name),
         ("task", spec.task),
-        ("model", f"{spec.model.type} ({row.backend}: {row.summary})"),
+        ("model", f"{spec.model.type} ({backend}: {row.summary})"),
         ("data", spec.data.source if spec.data else f"env {spec.env.id or spec.env.entry_point}" if spec.env else ""),
         ("target", spec.data.target if spec.data else ""),
         ("compute", f"{spec.compute.accelerator} x{spec.compute.devices}"
-                    + (f", {spec.compute.precision}" if row.backend == "torch" else "")),  # sklearn has no precision
+                    + (f", {spec.compute.precision}" if backend in ("torch", "tensorflow") else "")),  # sklearn has none
     ]
     if spec.model.entry_point:
         rows.insert(3, ("entry point", spec.model.entry_point))
