@@ -1,4 +1,7 @@
-"""`gravityml precision`: accuracy, speed and memory of a torch or Keras model at each precision, with advice."""
+"""`gravityml precision`: accuracy, speed and memory of a torch or Keras model at each precision, with advice.
+
+``--model`` evaluates a registered model instead of training: a torch one under ``torch.autocast``
+(or in float64), a Keras one rebuilt under each precision's dtype policy, as training uses them."""
 
 from __future__ import annotations
 
@@ -41,26 +44,19 @@ def precision(
     if model is not None:
         from gravityml.execution._precision import placed_here
         from gravityml.inference import load
+        from gravityml.models._keras import KerasModel
         from gravityml.models._torch import TorchModel
 
-        if spec.model.type == "keras" or spec.model.framework == "tensorflow":
-            raise SpecError(
-                "--model",
-                "precision --model evaluates a registered torch model at each precision; Keras models are compared by training",
-                allowed=["torch models (model.type mlp, cnn, text, torch)"],
-                got=f"{spec.model.type} on tensorflow",
-                fix=f"leave out --model: `gravityml precision {job}` trains the Keras network at each dtype policy",
-            )
         placed_here(spec)  # the data is read here: placement must allow it, as for training
         dataset = load_dataset(spec)
         loaded = load(model)
-        if not isinstance(loaded, TorchModel):
+        if not isinstance(loaded, TorchModel | KerasModel):
             raise SpecError(
                 "--model",
-                f"{model!r} is a {loaded.flavor} model; precision compares torch models",
-                allowed=["torch"],
+                f"{model!r} is a {loaded.flavor} model; precision compares torch and keras models",
+                allowed=["torch", "keras"],
                 got=loaded.flavor,
-                fix="name a model trained with model.type mlp, cnn or text",
+                fix="name a model trained with model.type mlp, cnn, text, torch or keras",
             )
         test = dataset.split().test
         with status(f"evaluating {model} at each precision"):

@@ -18,7 +18,8 @@ flavor's encoder: column order, one-hot categories, image shape, vocabulary), th
 ``meta.network`` rebuilds the architecture, ``representative.npy`` (up to 256 encoded training
 rows, the int8 TFLite calibration set) and, for your own model, your package under ``code/``
 (MLflow's ``code_paths``). Inference runs at float32: Keras' mixed-precision policies keep the
-variables in float32, so the weights are the trained ones exactly.
+variables in float32, so the weights are the trained ones exactly; :meth:`KerasModel.with_precision`
+gives a copy that predicts under another policy (what ``gravityml precision --model`` compares).
 
 TensorFlow is the ``tensorflow`` extra; nothing here imports it until a keras model is built or
 loaded, and a missing install is a :class:`~gravityml.errors.ModelError` that names the extra.
@@ -322,6 +323,23 @@ class KerasModel(EncodedNetwork):
         self.encoder = encoder
         self.representative = representative
         self.meta.setdefault("precision", "fp32")
+
+    @property
+    def precision(self) -> str:
+        return str(self.meta["precision"])
+
+    def with_precision(self, precision: str) -> KerasModel:
+        """A copy that predicts at ``precision`` (fp64 | fp32 | bf16 | fp16), checked against the CPU:
+        the network rebuilt under that precision's Keras dtype policy (bf16 -> ``mixed_bfloat16``,
+        computing in bfloat16 on float32 variables) with these weights, as ``precision: auto`` trains it."""
+        from gravityml.compute import precision_policy, resolve_device
+
+        precision_policy(precision, resolve_device("cpu"))
+        with dtype_policy(precision):
+            network = build_keras_network(self.meta["network"])
+        network.set_weights(self.network.get_weights())
+        return KerasModel(network, self.encoder, kind=self.kind, schema=self.schema,
+                          meta={**self.meta, "precision": precision}, representative=self.representative)
 
     def _as_input(self, inputs: np.ndarray) -> np.ndarray:
         return inputs if inputs.dtype == np.int64 else inputs.astype("float32")

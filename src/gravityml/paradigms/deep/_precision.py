@@ -31,6 +31,7 @@ from gravityml.paradigms._metrics import classification_metrics, regression_metr
 from gravityml.paradigms.deep._progress import quiet_progress
 
 if TYPE_CHECKING:
+    from gravityml.models._keras import KerasModel
     from gravityml.paradigms.deep._train import Prepared
 
 #: What ``precision: auto`` trains on before it decides: a seeded slice, a few epochs.
@@ -91,7 +92,7 @@ def _metric_of(problem: str) -> tuple[str, bool]:
     return ("accuracy", True) if problem == "classification" else ("r2", True)
 
 
-def _score(model: TorchModel, frame: pd.DataFrame, y: pd.Series, problem: str) -> float:
+def _score(model: TorchModel | KerasModel, frame: pd.DataFrame, y: pd.Series, problem: str) -> float:
     if problem == "classification":
         proba = model.predict_proba(frame).to_numpy()
         return classification_metrics(y.astype(str), proba, [str(c) for c in model.schema.classes or ()])["accuracy"]
@@ -260,9 +261,12 @@ def compare_training(
 
 
 def compare_inference(
-    model: TorchModel, frame: pd.DataFrame, y: pd.Series, *, precisions: list[str] | None = None, tolerance: float = 0.005, repeats: int = 3
+    model: TorchModel | KerasModel, frame: pd.DataFrame, y: pd.Series, *, precisions: list[str] | None = None,
+    tolerance: float = 0.005, repeats: int = 3,
 ) -> PrecisionReport:
-    """Evaluate a trained model at each precision the CPU offers; samples/s is inference throughput."""
+    """Evaluate a trained model at each precision the CPU offers; samples/s is inference throughput.
+
+    A Keras model predicts at each precision as its dtype policy (``KerasModel.with_precision``)."""
     placement = resolve_device("cpu")
     precisions = precisions or supported_precisions(placement)
     problem = "classification" if model.kind == "classifier" else "regression"
