@@ -119,6 +119,16 @@ class GravityMLError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses processes (a search's trial worker) with every part
+        return _rebuild, (type(self), dict(self.__dict__))
+
+
+def _rebuild(cls: type[GravityMLError], state: dict[str, Any]) -> GravityMLError:
+    err = cls.__new__(cls)
+    err.__dict__.update(state)
+    Exception.__init__(err, err.message)
+    return err
+
 
 class SpecError(GravityMLError):
     """A job spec that does not validate. ``path`` is the dotted location (``model.type``)."""

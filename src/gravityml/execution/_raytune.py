@@ -7,8 +7,9 @@ each trial as one Ray Tune trial placed by Ray on any node: the same child run, 
 model as a trial in one process. Every trial reads its data where it runs (the site's store).
 
 Budget: a searcher gate suggests no new trial once the metered cost plus one trial would cross the
-cap (running trials go on), and a stopper stops every running trial at its next report once the
-meter crosses it. Afterwards the trials are copied into an Optuna study, so that choosing and
+cap (running trials go on), and a stopper ends the experiment when the metered cost reaches the cap
+less :data:`STOP_GRACE_S` of the site's time: Ray Tune stops every running trial, and kills one that
+cannot stop at a report (a scikit-learn fit) a second later, so the search stays within its budget. Afterwards the trials are copied into an Optuna study, so that choosing and
 registering the best, the plot and the lineage are those of a search in one process.
 """
 
@@ -25,6 +26,10 @@ from gravityml.errors import GravityMLError
 from gravityml.execution._job import PlacedJob
 from gravityml.spec._tune import TuneSpec
 from gravityml.tracking import LINEAGE_PREFIX, TrackedRun, Workspace
+
+#: Seconds of the site's time kept back from the cap: Ray Tune stops every trial (killing, a second later,
+#: one that cannot stop at a report), ends its experiment, and the trials are read, before the meter is.
+STOP_GRACE_S = 12.0
 
 #: The budget checks of the searches running in this driver, by key (the gate and the stopper are
 #: pickled by Ray Tune with its experiment state; they carry only the key).
@@ -119,12 +124,23 @@ def run_ray_tune(job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: TrackedR
     per_trial = float(job.forecast_usd)
 
     def gate() -> str | None:
-        if meter.cap_usd is not None and per_trial > 0 and meter.usd + per_trial > meter.cap_usd:
+        if (meter.cap_usd is not None and per_trial > 0
+                and meter.usd + per_trial > meter.cap_usd - STOP_GRACE_S / 3600.0 * meter.rate_usd_per_hour):
             return (f"budget: metered {meter.usd:.4f} $ + one trial (forecast) {per_trial:.4f} $ "
                     f"would cross the cap of {meter.cap_usd:.4f} $; no new trial started")
         return None
 
-    _CHECKS[key] = {"gate": gate, "meter": meter.should_stop}
+    def at_cap() -> str | None:  # ahead of the cap by what stopping the trials and reading the meter take
+        reason = meter.should_stop()
+        if reason is None and meter.seconds_left() <= STOP_GRACE_S:
+            reason = meter.stop_reason = (
+                f"budget: the running trials were stopped when the metered cost reached the cap of "
+                f"{meter.cap_usd:.4f} $ less {STOP_GRACE_S:.0f} s of the site's time; no new trial started")
+        return reason
+
+    _CHECKS[key] = {"gate": gate, "meter": at_cap}
+    # A trial that cannot stop at a report (one scikit-learn fit) is killed this many seconds after the stop.
+    os.environ.setdefault("TUNE_FORCE_TRIAL_CLEANUP_S", "1")
 
     class BudgetGate(ConcurrencyLimiter):
         def __init__(self, searcher: Any, max_concurrent: int, check_key: str) -> None:
@@ -188,9 +204,26 @@ def run_ray_tune(job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: TrackedR
     finally:
         _CHECKS.pop(key, None)
     study = _as_study(grid, tune, distributions, ws)
+    _end_killed(ws, parent, study)
     parent.set_tags({f"{LINEAGE_PREFIX}ray_tune": f"Ray Tune over the cluster, {tune.max_concurrent} trials at once, "
                      f"{len(study.trials)} trials in {time.monotonic() - started:.0f} s"})
     return study
+
+
+def _end_killed(ws: Workspace, parent: TrackedRun, study: Any) -> None:
+    """End the child runs of trials that Ray killed before their first report (stopped at the cap);
+    each is a failed trial of the study."""
+    import optuna
+
+    running = ws.client.search_runs(
+        [ws.client.get_run(parent.run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}' and attributes.status = 'RUNNING'")
+    for run in running:
+        ws.client.set_tag(run.info.run_id, f"{LINEAGE_PREFIX}trial", str(len(study.trials)))
+        ws.client.set_tag(run.info.run_id, f"{LINEAGE_PREFIX}trial_state", "stopped for budget at the cap")
+        ws.client.set_terminated(run.info.run_id, status="KILLED")
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                  user_attrs={"run_id": run.info.run_id}))
 
 
 def _as_study(grid: Any, tune: TuneSpec, distributions: dict[str, Any], ws: Workspace) -> Any:

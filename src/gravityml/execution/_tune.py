@@ -10,8 +10,9 @@ Budget: before the first trial the search is forecast (trials x one trial's fore
 site) against what remains of the budget, and refused when over it (``tune.cap_to_budget: true``
 runs the trials that fit instead). While it runs, one meter charges the site's rate for the whole
 search: no trial starts unless the metered cost plus one trial (its forecast, or the dearest trial
-metered so far) fits under the cap, a running deep model stops at its next epoch when the meter
-crosses it, and the best complete trial so far is registered with the reason.
+metered so far) fits under the cap, and under a cap the trials run in a worker process that the
+search kills when the metered cost reaches the cap (``_trialproc``), so a search never spends more
+than its budget; the best complete trial so far is registered with the reason.
 
 ``scheduler: asha`` prunes trials by successive halving (Optuna's ``SuccessiveHalvingPruner``) on
 the per-epoch value of the metric on the validation rows (``test/accuracy`` -> ``val/accuracy``;
@@ -296,7 +297,29 @@ def run_search(
 def _trials(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: TrackedRun, dataset: Any,
             meter: Any, outcome: SearchOutcome, lineage: dict[str, str], trials: int,
             sinks: Sequence[MetricSink]) -> None:
+    """The trials one at a time; under a cap, in a worker process killed at it (see ``_trialproc``)."""
+    from gravityml.execution._trialproc import StoppedAtCap, TrialWorker, capped
+
+    worker = TrialWorker(job, ws, parent.run_id, meter) if capped(meter) else None
+    try:
+        if worker is not None:
+            worker.start()
+            parent.set_tags({f"{LINEAGE_PREFIX}trials_in": "a worker process that the search kills when the metered "
+                             f"cost reaches the cap (started in {worker.startup_s:.1f} s)"})
+        _trial_loop(study, job, tune, ws, parent, dataset, meter, outcome, lineage, trials, sinks, worker)
+    except StoppedAtCap:  # killed at the cap before its worker was ready: no trial had started
+        outcome.stop_reason = meter.stop_reason or "budget"
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def _trial_loop(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: TrackedRun, dataset: Any,
+                meter: Any, outcome: SearchOutcome, lineage: dict[str, str], trials: int,
+                sinks: Sequence[MetricSink], worker: Any) -> None:
     import optuna
+
+    from gravityml.execution._trialproc import StoppedAtCap
 
     distributions = _distributions(tune.space)
     per_trial, basis = job.forecast_usd, "forecast"  # then the dearest trial metered so far, if dearer
@@ -304,7 +327,8 @@ def _trials(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: T
         if meter.should_stop() is not None:
             outcome.stop_reason = meter.stop_reason or "budget"
             return
-        if meter.cap_usd is not None and per_trial > 0 and meter.usd + per_trial > meter.cap_usd:
+        reserve = worker.reserve_usd if worker is not None else 0.0  # the grace the worker is killed ahead of the cap
+        if meter.cap_usd is not None and per_trial > 0 and meter.usd + per_trial > meter.cap_usd - reserve:
             outcome.stop_reason = (f"budget: metered {meter.usd:.4f} $ + one trial ({basis}) {per_trial:.4f} $ "
                                    f"would cross the cap of {meter.cap_usd:.4f} $; no new trial started")
             return
@@ -314,8 +338,19 @@ def _trials(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: T
         pruning = _Pruning(trial, tune)
         try:
             spec = trial_spec(job, values)
-            result, run_id, source = _one_trial(spec, job, ws, parent, trial.number, values, dataset,
-                                                [pruning, *sinks], _either(meter.should_stop, pruning.should_stop))
+            if worker is None:
+                result, run_id, source = _one_trial(spec, job, ws, parent, trial.number, values, dataset,
+                                                    [pruning, *sinks], _either(meter.should_stop, pruning.should_stop))
+                metrics = result.metrics
+            else:  # killed at the cap, whatever the trial is doing
+                metrics, run_id, source = worker.run(spec, trial.number, values, [pruning, *sinks], pruning.should_stop)
+        except StoppedAtCap as stopped:
+            if stopped.run_id:
+                trial.set_user_attr("run_id", stopped.run_id)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            outcome.failed += 1
+            outcome.stop_reason = stopped.reason
+            return
         except GravityMLError as err:  # this trial's values are refused (or its training failed): the next
             outcome.failed += 1
             outcome.first_failure = outcome.first_failure or f"trial {trial.number} ({values}): {err}"
@@ -334,12 +369,12 @@ def _trials(study: Any, job: PlacedJob, tune: TuneSpec, ws: Workspace, parent: T
             ws.client.set_tag(run_id, f"{LINEAGE_PREFIX}trial_state", pruning.should_stop() or "pruned")
             outcome.pruned += 1
             continue
-        if tune.metric not in result.metrics or not math.isfinite(result.metrics[tune.metric]):
-            available = sorted(k for k in result.metrics if not k.startswith(("time/", "cost/")))
+        if tune.metric not in metrics or not math.isfinite(metrics[tune.metric]):
+            available = sorted(k for k in metrics if not k.startswith(("time/", "cost/")))
             raise SpecError("tune.metric", f"the trials report no finite {tune.metric!r}", allowed=available,
                             got=tune.metric, fix="name one of the metrics a run of this job logs")
         trial.set_user_attr("source", source)
-        study.tell(trial, float(result.metrics[tune.metric]))
+        study.tell(trial, float(metrics[tune.metric]))
         ws.client.set_tag(run_id, f"{LINEAGE_PREFIX}trial_state", "complete")
         outcome.complete += 1
         if tune.scheduler == "asha" and pruning.used is None:

@@ -8,6 +8,7 @@ stopped for budget). A resumed run adds another ``metered`` entry for the part i
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import defaultdict
@@ -121,6 +122,12 @@ class Meter:
     @property
     def usd(self) -> float:
         return self.egress_usd + self.hours * self.rate_usd_per_hour
+
+    def seconds_left(self) -> float:
+        """Seconds of the site's time until the metered cost reaches the cap (inf without a cap or a rate)."""
+        if self.cap_usd is None or self.rate_usd_per_hour <= 0:
+            return math.inf
+        return (self.cap_usd - self.usd) / self.rate_usd_per_hour * 3600.0
 
     def should_stop(self) -> str | None:
         cost = self.usd

@@ -89,3 +89,34 @@ def test_a_search_whose_budget_covers_3_of_8_trials_runs_3_on_the_cluster_and_sa
     assert "Ray Tune over the cluster, 2 trials at once" in parent.data.tags["gravityml.ray_tune"]
     (version,) = registry.search_model_versions(f"name='{name}'")
     assert version.run_id in {c.info.run_id for c in children}
+
+
+def test_a_trial_that_cannot_stop_itself_is_killed_at_the_cap_and_the_search_stays_within_its_budget(  # type: ignore[no-untyped-def]
+    scale_env, cli,
+) -> None:
+    """The random sampler (seed 6) draws 5, 5, 40,000 and 5 trees; the 40,000-tree fit would run far past the
+    45 s of the site's time (1 $/h) that the budget buys, and cannot stop at a report: Ray Tune kills it."""
+    name = "cancer-ray-tune-killed"
+    budget = 45.0 / 3600.0
+    spec = {"name": name, "task": "supervised",
+            "data": {"source": "sklearn:breast_cancer", "target": "target", "split": {"test": 0.25, "seed": 3}},
+            "model": {"type": "random_forest"},
+            "compute": {"accelerator": "cpu", "threads": 1},
+            "placement": {"budget_usd": budget, "estimate": {"hours": 0.00001, "hardware": "cpu", "devices": 1}},
+            "tune": {"metric": "test/accuracy", "trials": 4, "max_concurrent": 2, "search": "random", "seed": 6,
+                     "space": {"n_estimators": {"choice": [5, 40000]}}}}
+    path = scale_env.job(name, spec)
+    code, out, err = cli("train", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site)
+    assert code == 0, (out + err)[-4000:]
+    registry = scale_env.registry()
+    runs = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.data.tags["gravityml.stop_reason"].startswith("budget: the running trials were stopped"), \
+        parent.data.tags["gravityml.stop_reason"]
+    killed = [c for c in children if c.data.params.get("trial.n_estimators") == "40000"]
+    assert killed and all(c.info.status == "KILLED" for c in killed), [(c.info.status, c.data.params) for c in children]
+    assert all(c.data.tags["gravityml.trial_state"] == "stopped for budget at the cap" for c in killed)
+    assert 0 < parent.data.metrics["cost/metered_usd"] <= budget, parent.data.metrics
+    (version,) = registry.search_model_versions(f"name='{name}'")
+    assert registry.get_run(version.run_id).data.params["trial.n_estimators"] == "5"
