@@ -237,3 +237,43 @@ def test_version_policy_config_stats_and_unload() -> None:
     assert r["after"] == "7"  # the remaining version answers unversioned requests now
     assert r["unload_user"].status_code == 401
     assert r["unload"].status_code == 200 and r["gone"].status_code == 404 and r["index"] == []
+
+
+class HalfNaNModel(SlowModel):
+    """Answers NaN confidence for rows with x > 100 and records each call's row count (after a pause,
+    so that requests queue into one batch)."""
+
+    flavor = "test-nan"
+
+    def __init__(self) -> None:
+        super().__init__(pause=0.2)
+        self.calls: list[int] = []
+
+    def _predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        import numpy as np
+
+        self.calls.append(len(frame))
+        time.sleep(self.pause)
+        x = frame["x"].to_numpy(dtype=np.float64)
+        return pd.DataFrame({"prediction": x * 2, "confidence": np.where(x > 100, np.nan, 0.5)}, index=frame.index)
+
+
+def test_in_a_batch_only_the_request_with_a_non_finite_answer_fails() -> None:
+    model = HalfNaNModel()
+    app = _app(model, max_delay_ms=50)
+
+    async def scenario() -> list[httpx.Response]:
+        async with _client(app) as client:
+            first = asyncio.create_task(client.post("/v2/models/m/infer", json=body(1.0)))
+            await asyncio.sleep(0.05)  # the first batch runs; the next five queue behind it
+            rest = [client.post("/v2/models/m/infer", json=body(x)) for x in (2.0, 3.0, 500.0, 4.0, 5.0)]
+            return [await first, *await asyncio.gather(*rest)]
+
+    answers = asyncio.run(scenario())
+    assert max(model.calls) > 1  # the five were predicted together
+    codes = [r.status_code for r in answers]
+    assert codes == [200, 200, 200, 400, 200, 200], [r.text for r in answers]
+    assert "no finite 'confidence' for row 1" in strict_json(answers[3].text)["error"]
+    assert [strict_json(r.text)["outputs"][0]["data"] for r in answers if r.status_code == 200] == [
+        [2.0], [4.0], [6.0], [8.0], [10.0]]
+

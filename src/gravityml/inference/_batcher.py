@@ -64,6 +64,10 @@ class Columns:
     columns: dict[str, np.ndarray]
     rows: int
     prepare: Callable[[dict[str, np.ndarray], int], pd.DataFrame | None] | None = None
+    #: Raises (a GravityMLError) for an answer that must not be sent (e.g. a NaN the model computed):
+    #: run in the batch thread on the batch's answer, and on each request's part only when it raises,
+    #: so that only the requests whose rows caused it fail.
+    check: Callable[[pd.DataFrame, pd.DataFrame | None], None] | None = None
 
     def __len__(self) -> int:
         return self.rows
@@ -255,18 +259,32 @@ class Batcher:
             return
         if self.on_batch is not None:
             self.on_batch(len(batch), len(frame))
-        if len(batch) == 1:
-            item = batch[0]
-            part_proba = _numbered(proba) if proba is not None and item.probabilities else None
-            loop.call_soon_threadsafe(_settle, item.future, (_numbered(predicted), part_proba), None)
-            return
+        predicted = _plain_text(predicted)
+        check = next((i.frame.check for i in batch if isinstance(i.frame, Columns) and i.frame.check), None)
+        try:
+            if check is not None:
+                check(predicted, proba)  # once for the batch; per request only when it fails
+            check = None
+        except GravityMLError:
+            pass
         start = 0
         for item in batch:
             stop = start + len(item.frame)
-            part = predicted.iloc[start:stop].reset_index(drop=True)
-            part_proba = proba.iloc[start:stop].reset_index(drop=True) if proba is not None and item.probabilities else None
-            loop.call_soon_threadsafe(_settle, item.future, (part, part_proba), None)
+            if len(batch) == 1:
+                part = _numbered(predicted)
+                part_proba = _numbered(proba) if proba is not None and item.probabilities else None
+            else:
+                part = predicted.iloc[start:stop].reset_index(drop=True)
+                part_proba = proba.iloc[start:stop].reset_index(drop=True) if proba is not None and item.probabilities else None
             start = stop
+            own = item.frame.check if isinstance(item.frame, Columns) else None
+            if check is not None and own is not None:
+                try:
+                    own(part, part_proba)
+                except GravityMLError as exc:
+                    loop.call_soon_threadsafe(_settle, item.future, None, exc)
+                    continue
+            loop.call_soon_threadsafe(_settle, item.future, (part, part_proba), None)
 
     def _count(self, batch: list[_Item], started: int, compute_ns: int) -> None:
         stats = self.stats
@@ -283,6 +301,13 @@ class Batcher:
     @staticmethod
     def _loop_of(batch: list[_Item]) -> asyncio.AbstractEventLoop:
         return batch[0].future.get_loop()
+
+
+def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text columns (pandas' Arrow-backed ``str``) as Python strings in numpy
+    object arrays: converted once per batch, not once per request when each answer is encoded."""
+    text = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.StringDtype)]
+    return frame.astype(dict.fromkeys(text, object)) if text else frame
 
 
 def _numbered(frame: pd.DataFrame) -> pd.DataFrame:

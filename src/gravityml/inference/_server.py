@@ -521,9 +521,9 @@ def create_app(
                                      allowed="probabilities from classifiers only", got=PROBABILITIES,
                                      fix="leave out the probabilities request")
             # The numpy columns, not a frame: the batch thread joins a batch's columns and checks them once.
-            rows = Columns(decoded.columns, decoded.rows, functools.partial(_prepared, served.model))
+            # The answer is checked there too (check_finite), once for the batch.
+            rows = Columns(decoded.columns, decoded.rows, functools.partial(_prepared, served.model), check=check_finite)
             predicted, proba = await _submit(request, served, rows, decoded.probabilities)
-            check_finite(predicted, proba)
             shadow = rollout.shadow(name, served.loaded.version)
             if shadow is not None:
                 mirror.send(name, shadow, decoded.frame(), predicted)
