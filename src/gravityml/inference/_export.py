@@ -170,13 +170,14 @@ def parity_report(native: GravityModel, exported: OnnxModel, frame: pd.DataFrame
     return report
 
 
-def _check(report: dict[str, Any], min_agreement: float, max_diff: float, quantized: bool = True) -> None:
+def _check(report: dict[str, Any], min_agreement: float, max_diff: float, quantized: bool = True,
+           exported: str = "ONNX") -> None:
     drop = "export without --quantize, or " if quantized else ""
     for key, what in (("label_agreement", "labels"), ("flag_agreement", "anomaly flags")):
         if key not in report or report[key] >= min_agreement:
             continue
         raise ExportError(
-            f"the ONNX model agrees with the original on {report[key]:.2%} of "
+            f"the {exported} model agrees with the original on {report[key]:.2%} of "
             f"{report['rows']} held-out {what}",
             allowed=f">= {min_agreement:.2%}",
             got=f"{report[key]:.4f}",
@@ -186,7 +187,7 @@ def _check(report: dict[str, Any], min_agreement: float, max_diff: float, quanti
     if diff > max_diff:
         what = "of the standard deviation of predictions" if "max_diff_relative_to_std" in report else ""
         raise ExportError(
-            f"the ONNX model's outputs differ from the original's by up to {diff:.4g} {what}".strip(),
+            f"the {exported} model's outputs differ from the original's by up to {diff:.4g} {what}".strip(),
             allowed=f"<= {max_diff}",
             got=f"{diff:.4g}",
             fix=f"{drop}raise --max-diff if the difference is acceptable",
@@ -357,7 +358,7 @@ def export_tflite(
         report = parity_report(model, model.tflite_predictor(staging / TFLITE_FILE), frame)  # type: ignore[attr-defined, arg-type]
         report["thresholds"] = {"min_agreement": min_agreement, "max_diff": max_diff}
         report["size_bytes"] = {"tflite": (staging / TFLITE_FILE).stat().st_size}
-        _check(report, min_agreement, max_diff, quantized=quantize is not None)
+        _check(report, min_agreement, max_diff, quantized=quantize is not None, exported="TFLite")
         report["passed"] = True
         (staging / PARITY).write_text(json.dumps(report, indent=2), encoding="utf-8")
         publish_dir(staging, output)
