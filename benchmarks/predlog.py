@@ -193,7 +193,7 @@ def main() -> None:
     print(f"median p99 ratio (on / off) {np.median(ratios):.3f}; pooled p99 {pooled_p99['off']:.2f} / "
           f"{pooled_p99['on']:.2f} ms (ratio {pooled_p99['on'] / pooled_p99['off']:.3f}); server CPU "
           f"{cpu['off']:.2f} / {cpu['on']:.2f} ms/request; {rows_in_files} of {answered_on} rows in the log files, "
-          f"{gauges.get('gravityml_prediction_log_dropped_rows')} dropped -> {RESULTS}")
+          f"{gauges.get('gravityml_prediction_log_dropped_rows_total')} dropped -> {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -277,3 +277,23 @@ def test_in_a_batch_only_the_request_with_a_non_finite_answer_fails() -> None:
     assert [strict_json(r.text)["outputs"][0]["data"] for r in answers if r.status_code == 200] == [
         [2.0], [4.0], [6.0], [8.0], [10.0]]
 
+
+def test_rows_the_prediction_log_drops_are_a_counter_in_metrics(tmp_path: Path) -> None:
+    from gravityml.inference._predlog import LogConfig, PredictionLogger
+
+    plog = PredictionLogger(LogConfig(str(tmp_path / "logs"), max_queue=1, drain_seconds=5.0))
+    try:
+        app = _app(SlowModel(0), prediction_log=plog)
+        for _ in range(50):  # a queue of one: all but the few the writer takes meanwhile are dropped
+            plog.log({"x": [1.0, 2.0]}, pd.DataFrame({"prediction": [2.0, 4.0]}), model_version="m/1", latency_ms=1.0)
+
+        async def scrape() -> str:
+            async with _client(app) as client:
+                return (await client.get("/metrics")).text
+
+        metrics = asyncio.run(scrape())
+        assert "# TYPE gravityml_prediction_log_dropped_rows_total counter" in metrics
+        assert f"gravityml_prediction_log_dropped_rows_total {float(plog.dropped_rows)}" in metrics
+        assert plog.dropped_rows >= 2
+    finally:
+        plog.close()

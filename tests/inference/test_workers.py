@@ -1,5 +1,6 @@
 """`gravityml serve --workers 2`: two processes answer on one port, /metrics adds both up, SIGTERM
-stops every process, and what does not combine with workers yet is refused."""
+stops every process, each worker writes its own prediction log files into the one folder, and
+what does not combine with workers yet is refused."""
 
 from __future__ import annotations
 
@@ -39,20 +40,27 @@ def total(metrics: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))
 
 
+def spread(server: Server) -> tuple[dict[str, int], int]:
+    """Requests on new connections until both workers have answered and 40 were sent: answers by
+    worker PID, and how many were sent."""
+    answered: dict[str, int] = {}
+    sent = 0
+    deadline = time.monotonic() + 30
+    while (len(answered) < 2 or sent < 40) and time.monotonic() < deadline:
+        response = httpx.post(f"{server.url}/v2/models/iris/infer", json=ROW, timeout=10)  # a new connection each
+        sent += 1
+        assert response.status_code == 200, response.text
+        worker = response.headers["x-gravityml-worker"]
+        answered[worker] = answered.get(worker, 0) + 1
+    return answered, sent
+
+
 def test_two_workers_share_the_port_and_their_metrics_and_stop_together(trained: Path) -> None:
     server = Server(trained, "iris", "--workers", "2", "--no-access-log")
     try:
         workers = children(server.proc.pid)
         assert len(workers) == 2, server.output()
-        answered: dict[str, int] = {}
-        sent = 0
-        deadline = time.monotonic() + 30
-        while (len(answered) < 2 or sent < 40) and time.monotonic() < deadline:
-            response = httpx.post(f"{server.url}/v2/models/iris/infer", json=ROW, timeout=10)  # a new connection each
-            sent += 1
-            assert response.status_code == 200, response.text
-            worker = response.headers["x-gravityml-worker"]
-            answered[worker] = answered.get(worker, 0) + 1
+        answered, sent = spread(server)
         assert {int(p) for p in answered} == workers, (answered, workers)
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         assert total(metrics, 'gravityml_inference_requests_total{code="200",model="iris"}') == sent
@@ -73,7 +81,29 @@ def test_two_workers_share_the_port_and_their_metrics_and_stop_together(trained:
     assert not folder.exists()  # the metrics folder is removed at exit
 
 
-@pytest.mark.parametrize("flag", [["--grpc-port", "8099"], ["--admin-token", "x"], ["--log-predictions", "/tmp/x"]])
+@pytest.mark.parametrize("flag", [["--grpc-port", "8099"], ["--admin-token", "x"]])
 def test_what_workers_do_not_combine_with_is_refused(cli, flag: list[str]) -> None:  # noqa: ANN001
     code, _, err = cli("serve", "iris", "--workers", "2", *flag)
     assert code != 0 and "does not combine with --workers 2" in err and flag[0] in err
+
+
+def test_two_workers_log_predictions_into_one_folder_that_monitor_reads_whole(trained: Path, tmp_path: Path) -> None:
+    from gravityml.inference._monitor import read_recent
+
+    logs = tmp_path / "logs"
+    server = Server(trained, "iris", "--workers", "2", "--no-access-log", "--log-predictions", str(logs))
+    try:
+        workers = children(server.proc.pid)
+        answered, sent = spread(server)
+        assert {int(p) for p in answered} == workers, (answered, workers)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        # The log's counters, one series added up over both workers.
+        assert "# TYPE gravityml_prediction_log_dropped_rows_total counter" in metrics
+        assert [line for line in metrics.splitlines() if line.startswith("gravityml_prediction_log_dropped_rows_total")] \
+            == ["gravityml_prediction_log_dropped_rows_total 0.0"]
+    finally:
+        code = server.stop()
+    assert code in (0, -15), server.output()
+    files = sorted(logs.glob("predictions-*.parquet"))
+    assert {f.name.split("-")[2] for f in files} == {"w0", "w1"}, files  # each worker its own files
+    assert len(read_recent(logs)) == sent  # what monitor --logs reads: every answered row, once

@@ -34,8 +34,10 @@ def test_served_rows_are_logged_and_counted(world: Path, tmp_path: Path) -> None
             assert response.status_code == 200, response.text
             answered += len(frame.iloc[start:start + 8])
         metrics = httpx.get(f"{srv.url}/metrics", timeout=10).text
-        assert "gravityml_prediction_log_dropped_rows 0.0" in metrics
-        assert "gravityml_prediction_log_rows" in metrics
+        # Counters (summed across --workers), not gauges.
+        assert "# TYPE gravityml_prediction_log_dropped_rows_total counter" in metrics
+        assert "gravityml_prediction_log_dropped_rows_total 0.0" in metrics
+        assert "gravityml_prediction_log_rows_total" in metrics
     finally:
         srv.stop()
     files = sorted(logs.glob("*.parquet"))

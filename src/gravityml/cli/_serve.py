@@ -86,8 +86,7 @@ def serve(
 
     worker = WORKER_ENV in os.environ
     if workers > 1:
-        _check_workers(workers, grpc_port=grpc_port, admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV),
-                       log_predictions=log_predictions)
+        _check_workers(workers, grpc_port=grpc_port, admin_token=admin_token or os.environ.get(ADMIN_TOKEN_ENV))
     if not worker:  # a worker's port is held by its supervisor
         check_bindable(host, port)
     if workers > 1 and not worker:
@@ -141,14 +140,13 @@ def serve(
             config.prediction_log.close()  # what is queued is written, the open file closed and renamed
 
 
-def _check_workers(workers: int, *, grpc_port: int | None, admin_token: str | None, log_predictions: str | None) -> None:
+def _check_workers(workers: int, *, grpc_port: int | None, admin_token: str | None) -> None:
     """What --workers does not combine with yet: each worker would act alone."""
     from gravityml.errors import SpecError
 
     for given, flag, why in (
         (grpc_port is not None, "--grpc-port", "the gRPC service runs in one process only"),
         (bool(admin_token), "--admin-token", "a load or unload over HTTP would reach one worker, not all"),
-        (bool(log_predictions), "--log-predictions", "the workers would write one log folder at once"),
     ):
         if given:
             raise SpecError(flag, f"does not combine with --workers {workers} yet: {why}",

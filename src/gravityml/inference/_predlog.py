@@ -7,7 +7,8 @@ rows, turns them into Arrow, writes them into a Parquet file (one row group per 
 it (closes it and starts the next) when it reaches a size or an age. A file being written is
 hidden (``.name.parquet.partial``) and renamed when closed, so a reader such as ``gravityml monitor
 --logs DIR`` sees only whole files; with an ``s3://`` target each closed file is uploaded under its
-final key in one PUT (S3 shows an object whole or not at all) and then removed locally.
+final key in one PUT (S3 shows an object whole or not at all) and then removed locally. Under
+``serve --workers N`` each worker has its own logger and files (``predictions-STAMP-wI-ID.parquet``).
 
 Columns tagged ``pii`` are hashed (keyed BLAKE2b, so equal values still join) or dropped, as the
 catalog entry of the model's training data says (``pii_columns: {email: hash, name: drop}``).
@@ -23,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ import pandas as pd
 
 from gravityml.errors import SpecError
 from gravityml.inference._monitor import LOG_PREFIX
+from gravityml.inference._workers import WORKER_ENV
 
 log = logging.getLogger("gravityml.predlog")
 
@@ -126,11 +128,17 @@ class PredictionLogger:
         self._put_lock = threading.Lock()  # callers only: the writer never takes it
         self._dropped_full = 0  # callers' count (under _put_lock)
         self._dropped_failed = 0  # the writer's count
+        #: Called with each count of rows written / dropped (``serve``: its Prometheus counters).
+        self.on_logged: Callable[[int], None] | None = None
+        self.on_dropped: Callable[[int], None] | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._rng = np.random.default_rng()
         self._key = (os.environ.get(PII_KEY_ENV) or "gravityml").encode()
         self._local, self._remote = _split_target(config.target)
+        # Under ``serve --workers N`` every worker writes its own files into the folder, named by worker.
+        worker = os.environ.get(WORKER_ENV, "")
+        self._worker = f"-w{worker}" if worker.isdigit() else ""
         self._local.mkdir(parents=True, exist_ok=True)
         self._unpublished: list[Path] = []  # closed files whose upload failed: tried again later
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -162,6 +170,8 @@ class PredictionLogger:
         with self._put_lock:
             if len(self._pending) >= self.config.max_queue:
                 self._dropped_full += rows
+                if self.on_dropped is not None:
+                    self.on_dropped(rows)
                 return
             self._pending.append(item)
             if len(self._pending) * 2 >= self.config.max_queue:
@@ -254,10 +264,15 @@ class PredictionLogger:
                     table = self._table(chunk)
                 except Exception:  # noqa: BLE001 - one bad batch must not stop the log
                     log.exception("prediction log: %d rows could not be converted", sum(i.rows for i in chunk))
-                    self._dropped_failed += sum(i.rows for i in chunk)
+                    self._failed(sum(i.rows for i in chunk))
                 else:
                     yield table
             time.sleep(YIELD_SECONDS)
+
+    def _failed(self, rows: int) -> None:
+        self._dropped_failed += rows
+        if self.on_dropped is not None:
+            self.on_dropped(rows)
 
     # ---- the writer thread: files ----------------------------------------------------------------
 
@@ -291,11 +306,13 @@ class PredictionLogger:
                     roll()  # new columns or types: a new file, so each file has one schema
             if writer is None:
                 stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-                path = self._local / f".predictions-{stamp}-{uuid.uuid4().hex[:8]}.parquet.partial"
+                path = self._local / f".predictions-{stamp}{self._worker}-{uuid.uuid4().hex[:8]}.parquet.partial"
                 writer = pq.ParquetWriter(path, table.schema)
                 opened = time.monotonic()
             writer.write_table(table)
             self.logged_rows += table.num_rows
+            if self.on_logged is not None:
+                self.on_logged(table.num_rows)
 
         def flush() -> None:
             nonlocal buffer, buffered, last_flush
@@ -307,7 +324,7 @@ class PredictionLogger:
                     write(pa.concat_tables(group) if len(group) > 1 else group[0])
                 except Exception:  # noqa: BLE001 - keep logging what can be logged
                     log.exception("prediction log: %d rows could not be written", rows)
-                    self._dropped_failed += rows
+                    self._failed(rows)
             assert path is None or writer is not None
             if path is not None and (path.stat().st_size >= self.config.roll_bytes
                                      or time.monotonic() - opened >= self.config.roll_seconds):

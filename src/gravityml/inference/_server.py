@@ -337,14 +337,18 @@ def create_app(
     app.state.metrics = metrics
     app.state.rollout = rollout
     app.state.mirror = mirror
-    if config.prediction_log is not None:  # what the log could not keep up with, for /metrics
-        from prometheus_client import Gauge
+    if config.prediction_log is not None:  # what the log wrote and could not keep up with, for /metrics
+        from prometheus_client import Counter
 
+        # Counters (``_total``), not gauges read at scrape time: under --workers each worker's are
+        # written to the multiprocess folder and /metrics adds them up.
         plog = config.prediction_log
-        Gauge("gravityml_prediction_log_dropped_rows", "Rows the prediction log dropped (queue full)",
-              registry=metrics.registry).set_function(lambda: plog.dropped_rows)
-        Gauge("gravityml_prediction_log_rows", "Rows written to the prediction log",
-              registry=metrics.registry).set_function(lambda: plog.logged_rows)
+        dropped = Counter("gravityml_prediction_log_dropped_rows", "Rows the prediction log dropped (its queue "
+                          "was full, or writing failed)", registry=metrics.registry)
+        written = Counter("gravityml_prediction_log_rows", "Rows written to the prediction log", registry=metrics.registry)
+        dropped.inc(plog.dropped_rows)  # what it counted before this server took it
+        written.inc(plog.logged_rows)
+        plog.on_dropped, plog.on_logged = dropped.inc, written.inc
     app.state.lifecycle = lifecycle
 
     @app.exception_handler(StarletteHTTPException)
