@@ -8,6 +8,13 @@ from __future__ import annotations
 
 TRIALS, EPOCHS = 8, 9
 
+
+def _search(registry, name: str) -> tuple:  # type: ignore[no-untyped-def]
+    """The search's parent run, its child runs (the trials), and every run of the experiment."""
+    runs = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id], runs
+
 SPEC = {
     "task": "supervised",
     "data": {"source": "sklearn:iris", "target": "target", "split": {"test": 0.2, "validation": 0.2, "seed": 3}},
@@ -29,10 +36,7 @@ def test_a_search_of_8_trials_with_asha_runs_two_at_a_time_on_the_cluster_and_re
     assert code == 0, (out + err)[-4000:]
     assert "search    best of trial" in out
     registry = scale_env.registry()
-    experiment = registry.get_experiment_by_name(name)
-    runs = registry.search_runs([experiment.experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = _search(registry, name)
     assert len(children) == TRIALS, [r.info.run_name for r in runs]
     assert "Ray Tune over the cluster, 2 trials at once" in parent.data.tags["gravityml.ray_tune"]
     assert parent.data.tags["gravityml.executor"] == "ray"
@@ -79,9 +83,7 @@ def test_a_search_whose_budget_covers_3_of_8_trials_runs_3_on_the_cluster_and_sa
     code, out, err = cli("train", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site)
     assert code == 0, (out + err)[-4000:]
     registry = scale_env.registry()
-    runs = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = _search(registry, name)
     forecast = parent.data.tags["gravityml.search_forecast"]
     assert len(children) == 3, (forecast, [r.info.run_name for r in runs])
     assert "3 trials fit); cap_to_budget: running 3" in forecast
@@ -109,9 +111,7 @@ def test_a_trial_that_cannot_stop_itself_is_killed_at_the_cap_and_the_search_sta
     code, out, err = cli("train", str(path), "--catalog", str(scale_env.catalog), "--site", scale_env.site)
     assert code == 0, (out + err)[-4000:]
     registry = scale_env.registry()
-    runs = registry.search_runs([registry.get_experiment_by_name(name).experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = _search(registry, name)
     assert parent.data.tags["gravityml.stop_reason"].startswith("budget: the running trials were stopped"), \
         parent.data.tags["gravityml.stop_reason"]
     killed = [c for c in children if c.data.params.get("trial.n_estimators") == "40000"]
