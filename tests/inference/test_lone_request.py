@@ -179,3 +179,32 @@ def test_prepared_batches_run_prepared_fn_and_mixed_ones_the_checking_fn() -> No
 
     asyncio.run(main())
     assert used[:2] == ["prepared", "checking"] and used[2:] and used[-1] == "checking"
+
+
+def test_a_lone_request_to_a_fast_model_runs_on_the_event_loop_and_a_slow_model_never_does() -> None:
+    threads: list[str] = []
+
+    def fn(frame: pd.DataFrame, proba: bool) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.2 if (frame["x"] < 0).any() else 0)
+        return pd.DataFrame({"prediction": frame["x"] * 2}), None
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1, thread_name_prefix="batch") as pool:
+            fast = Batcher(fn, executor=pool)
+            for _ in range(3):  # the first measures the model (in the executor); the next two run inline
+                await fast.submit(pd.DataFrame({"x": [1.0]}), alone=True)
+            await fast.submit(pd.DataFrame({"x": [1.0]}))  # others were waiting when it came: executor
+            await fast.submit(pd.DataFrame({"x": [1.0] * 40}), alone=True)  # too many rows: executor
+            slow = Batcher(fn, executor=pool)
+            slow.inline_s = 0.1
+            for _ in range(2):  # 0.2 s a call: over inline_s, never on the loop
+                await slow.submit(pd.DataFrame({"x": [-1.0]}), alone=True)
+            await fast.close()
+            await slow.close()
+
+    asyncio.run(main())
+    loop_thread = threading.current_thread().name
+    assert threads[0].startswith("batch") and threads[1:3] == [loop_thread, loop_thread]
+    assert threads[3].startswith("batch") and threads[4].startswith("batch")
+    assert all(t.startswith("batch") for t in threads[5:]) and len(threads) == 7

@@ -47,6 +47,8 @@ class Lifecycle:
     """Where the server is in its life; ``draining`` from SIGTERM until the port closes."""
 
     draining: bool = False
+    #: HTTP requests in the application now (the gate counts them).
+    active: int = 0
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -233,6 +235,7 @@ class Gate:
             await send(message)
 
         scope.setdefault("state", {})
+        self.lifecycle.active += 1
         try:
             if cors and scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
                 await _reply(send_wrapper, 204, None, extra=[
@@ -249,6 +252,7 @@ class Gate:
         except ClientDisconnect:
             status["code"] = DISCONNECTED
         finally:
+            self.lifecycle.active -= 1
             self._record(scope, status["code"], time.perf_counter() - start)
 
     def _record(self, scope: Scope, code: int, seconds: float) -> None:

@@ -301,6 +301,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        limit_threads()  # a lone request's model call may run on this thread (Batcher.inline_s)
         grpc_server = None
         if config.grpc_port is not None:
             from gravityml.inference import _grpc
@@ -447,7 +448,8 @@ def create_app(
             timeout = min(timeout, ms / 1000)
         try:
             return await asyncio.wait_for(
-                served.batcher.submit(frame, probabilities=probabilities, timeout_s=timeout, prepared=prepared), timeout)
+                served.batcher.submit(frame, probabilities=probabilities, timeout_s=timeout, prepared=prepared,
+                                      alone=lifecycle.active <= 1), timeout)
         except QueueFull as exc:
             raise _ClientError(503, f"{exc}; retry after 1 s or raise --max-queue",
                                headers={"Retry-After": "1"}) from None
