@@ -11,20 +11,9 @@ import pytest
 pytest.importorskip("pyspark")  # the `spark` extra; `make test` installs it (dev)
 
 from gravityml.models import load_model  # noqa: E402
-from gravityml.models._spark import local_session  # noqa: E402
 from gravityml.paradigms.spark import stratified_split, train_spark  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("spark_local"), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    import os
-
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    session = local_session("local[2]", "gravityml-tests")
-    yield session
-    session.stop()
 
 
 def _rows(n: int = 400) -> pd.DataFrame:

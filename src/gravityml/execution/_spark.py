@@ -26,6 +26,7 @@ from typing import Any
 
 from gravityml._typing import MetricSink
 from gravityml.data import Site, load_catalog
+from gravityml.data._spark import site_store
 from gravityml.errors import ExecutorError
 from gravityml.execution._job import PlacedJob, ensure_experiment, spec_digest
 from gravityml.execution._local import JobResult, TeeSink, _log_job
@@ -154,8 +155,9 @@ class SparkExecutor:
             if self.on_log is not None:
                 self.on_log(f"site {self.site_name!r}: Spark application {session.sparkContext.applicationId} on "
                             f"{self.site.spark.master}\n")
-            return run_on_spark(job, workspace=workspace, where=where, sinks=sinks, extra_tags=extra_tags,
-                                scratch=Path(self.site.workspace) if self.site.workspace else None)
+            with site_store(self.site.storage):  # s3:// tables are read from the site's store
+                return run_on_spark(job, workspace=workspace, where=where, sinks=sinks, extra_tags=extra_tags,
+                                    scratch=Path(self.site.workspace) if self.site.workspace else None)
         finally:
             if active is None:
                 session.stop()

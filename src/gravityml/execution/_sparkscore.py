@@ -35,6 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,9 +43,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from gravityml.data import Site, load_catalog
+from gravityml.data._spark import (
+    list_s3_objects,
+    read_parquet_on_executors,
+    s3_key,
+    s3_options,
+    store_env,
+    store_filesystem,
+)
 from gravityml.errors import DataError, ExecutorError, GravityMLError, JobFailedError, SchemaError, SpecError
 from gravityml.execution._job import gravityml_version
 from gravityml.execution._raydata import (
+    INPUT_SUFFIXES,
     SUCCESS,
     TMP_PREFIX,
     BatchFailure,
@@ -108,8 +118,11 @@ def _input_uri(uri: str) -> str:
     return uri if uri.startswith("s3://") else str(Path(uri).expanduser().resolve())
 
 
-def _read(session: Any, files: list[str]) -> Any:
-    """The files as one Spark DataFrame with each row's file in ``_gml_file`` (one format per job)."""
+def _read(session: Any, files: list[str], store: dict[str, str] | None = None) -> Any:
+    """The files as one Spark DataFrame with each row's file in ``_gml_file`` (one format per job).
+
+    ``s3://`` objects (``store``: the site's) are Parquet read by pyarrow on the executors (no Hadoop S3
+    connector); other paths by Spark's readers."""
     from pyspark.sql import functions as F
 
     kinds = {_READER.get(Path(f).suffix.lower(), "") for f in files}
@@ -118,6 +131,12 @@ def _read(session: Any, files: list[str]) -> Any:
                         allowed="one format per input folder: Parquet, CSV or JSON Lines", got=sorted(kinds),
                         fix="score each format from its own folder")
     (kind,) = kinds
+    if store is not None:
+        if kind != "parquet":
+            raise DataError(f"an s3:// input is read by pyarrow on the executors, and it holds {kind} files",
+                            allowed="Parquet objects under an s3:// prefix", got=files[0],
+                            fix="write the input as Parquet, or score a folder the executors read as files")
+        return read_parquet_on_executors(session, files, store, file_column=_FILE)
     paths = [_spark_path(f) for f in files]
     try:
         if kind == "csv":
@@ -170,13 +189,28 @@ def _bad_rows(model: GravityModel, types: dict[str, str]) -> Any:
     return bad
 
 
-def locate(model: GravityModel, file: str, error: GravityMLError | None = None) -> GravityMLError:
+@contextmanager
+def _readable(path: str, store: dict[str, str] | None) -> Iterator[str]:
+    """``path``, or a copy here of the ``s3://`` object ``path`` fetched from the site's store."""
+    if store is None or not path.startswith("s3://"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="gravityml-locate-") as tmp:
+        local = Path(tmp) / path.rsplit("/", 1)[-1]
+        with store_filesystem(store).open_input_stream(s3_key(path)) as stream:
+            local.write_bytes(stream.read())
+        yield str(local)
+
+
+def locate(model: GravityModel, file: str, error: GravityMLError | None = None,
+           store: dict[str, str] | None = None) -> GravityMLError:
     """The error as `gravityml predict FILE` reports it: the file re-read whole, its row named."""
     from gravityml.data import read_table
 
     path = _plain_path(file)
     try:
-        model.prepare(read_table(path, role="input").frame)
+        with _readable(path, store) as readable:
+            model.prepare(read_table(readable, role="input").frame)
     except GravityMLError as whole:
         return type(whole)(f"input {path!r}: {whole.what}", allowed=whole.allowed, got=whole.got, fix=whole.fix)
     if error is not None:
@@ -334,6 +368,39 @@ def score_with_pandas(session: Any, model: GravityModel, folder: Path, frame: An
     return frame.mapInPandas(fn, schema)
 
 
+# ---- an s3:// output: written by pyarrow on the executors (no Hadoop S3 connector) ----------------------------
+
+
+def _write_on_executors(scored: Any, store: dict[str, str], tmp_key: str) -> None:
+    """Each partition of ``scored`` as one Parquet object under ``tmp_key`` (bucket/prefix), by its executor."""
+    options = s3_options(store)
+
+    def write(batches: Iterator[Any]) -> Iterator[Any]:  # runs on an executor: pyarrow only
+        import uuid
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyarrow import fs as pafs
+
+        key, rows, stream, writer = f"{tmp_key}/part-{uuid.uuid4().hex}.parquet", 0, None, None
+        try:
+            for batch in batches:
+                if writer is None:
+                    stream = pafs.S3FileSystem(**options).open_output_stream(key)
+                    writer = pq.ParquetWriter(stream, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+            if stream is not None:
+                stream.close()
+        if writer is not None:
+            yield pa.RecordBatch.from_pydict({"path": [key], "rows": [rows]})
+
+    scored.mapInArrow(write, "path string, rows long").collect()
+
+
 # ---- the job --------------------------------------------------------------------------------------------------
 
 
@@ -403,10 +470,24 @@ def predict_on_spark_site(
     say = on_log or (lambda text: None)
     job_id = f"gravityml-predict-{uuid.uuid4().hex[:8]}"
     source, model_ref = _model_folder(ref, ws)
-    files = list_inputs(_input_uri(input_uri))
-    output = _input_uri(output_uri)
-    check_output(output)
-    out_fs, out_path = filesystem(output)
+    input_uri, output = _input_uri(input_uri), _input_uri(output_uri)
+    store = store_env(entry.storage) if input_uri.startswith("s3://") or output.startswith("s3://") else None
+    if input_uri.startswith("s3://"):
+        assert store is not None
+        files = [uri for uri, _, _ in list_s3_objects(input_uri, store, suffixes=INPUT_SUFFIXES, recursive=False)]
+    else:
+        files = list_inputs(input_uri)
+    if output.startswith("s3://"):
+        assert store is not None
+        out_fs, out_path = store_filesystem(store), s3_key(output)
+        taken = [e.base_name for e in _entries(out_fs, out_path) if not e.base_name.startswith(TMP_PREFIX)]
+        if taken:
+            raise DataError(f"output {output!r} already holds {len(taken)} entries ({', '.join(sorted(taken)[:3])})",
+                            allowed="an empty or new prefix", got=output,
+                            fix="write to a new output prefix, or remove the old scores first")
+    else:
+        check_output(output)
+        out_fs, out_path = filesystem(output)
     tmp_path = f"{out_path}/{TMP_PREFIX}{job_id}"
     # the executors read a spark_* model's folder themselves: a copy where the site's workspace is shared
     scratch = Path(entry.workspace).expanduser() if entry.workspace else ws.ensure().root / "scratch"
@@ -424,7 +505,7 @@ def predict_on_spark_site(
         else:
             folder, model, engine = source, load_model(source), "pandas"
         model.meta.setdefault("ref", model_ref)
-        frame = _read(session, files)
+        frame = _read(session, files, store if input_uri.startswith("s3://") else None)
         check_columns(model, [c for c in frame.columns if c != _FILE])
         app_id = str(session.sparkContext.applicationId)
         say(f"scoring {len(files)} files with {model_ref} on site {site!r} (Spark application {app_id}, "
@@ -435,14 +516,18 @@ def predict_on_spark_site(
                 if bad is not None:
                     hit = frame.filter(bad).select(_FILE).limit(1).collect()
                     if hit:
-                        raise locate(model, str(hit[0][0]))
+                        raise locate(model, str(hit[0][0]), store=store)
                 scored = score_with_pipeline(model, frame, proba=proba, keep_input=keep_input)
             else:
                 session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
                 scored = score_with_pandas(session, model, folder, frame, job_id=job_id, proba=proba,
                                            keep_input=keep_input)
             rows_in = frame.count()
-            scored.write.parquet(_spark_path(_uri(output, tmp_path)))
+            if output.startswith("s3://"):
+                assert store is not None
+                _write_on_executors(scored, store, tmp_path)
+            else:
+                scored.write.parquet(_spark_path(_uri(output, tmp_path)))
             written = _written(out_fs, tmp_path)
             rows_out = sum(rows for _, rows in written)
             if rows_out != rows_in:

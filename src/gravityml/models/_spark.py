@@ -21,8 +21,15 @@ PAYLOAD = "spark_pipeline"
 
 
 def local_session(master: str = "local[1]", app: str = "gravityml") -> Any:
-    """A Spark session with the UI off and few shuffle partitions (the one this process has, if any)."""
+    """A Spark session with the UI off and few shuffle partitions (the one this process has, if any).
+
+    Its Python workers (``mapInArrow``, ``mapInPandas``) run this interpreter unless PYSPARK_PYTHON says otherwise."""
+    import os
+    import sys
+
     from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     return (
         SparkSession.builder.master(master).appName(app)

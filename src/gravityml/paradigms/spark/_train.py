@@ -159,7 +159,7 @@ def train_spark(
 
         frame = frame.withColumn(LABEL, F.col(f"`{target}`").cast("double"))
     train, test = stratified_split(frame, split_target, test_fraction, seed if split_seed is None else split_seed)
-    train = train.cache()
+    train, test = train.cache(), test.cache()  # each split read once (the evaluators pass over test 2-3 times)
     try:
         fitted = pipeline.fit(train)
     except Exception as exc:  # py4j / IllegalArgumentException from the JVM
@@ -177,6 +177,7 @@ def train_spark(
     metrics["data/train_rows"] = float(train.count())
     metrics["data/test_rows"] = float(test.count())
     train.unpersist()
+    test.unpersist()
     kind = {"classification": "classifier", "regression": "regressor"}.get(problem, "clusterer")
     meta = {"task": "supervised" if problem != "clustering" else "unsupervised", "model_type": model_type,
             "problem": problem, "labels": labels, "engine": "spark"}
@@ -214,7 +215,7 @@ def train(ctx: Any) -> Any:
     """
     from pyspark.sql import SparkSession
 
-    from gravityml.data._spark import read_spark_table, spark_fingerprint
+    from gravityml.data._spark import read_spark_table, spark_fingerprint, spark_table_tags
     from gravityml.models._spark import local_session
     from gravityml.paradigms._base import TrainResult
 
@@ -240,9 +241,11 @@ def train(ctx: Any) -> Any:
         if missing:
             raise TrainingError(f"data: {missing} are not columns of {location!r}", allowed=list(frame.columns),
                                 got=missing, fix="name columns of the table")
-        frame = frame.select(*features, *([target] if target else []))
+        # kept (memory, then the executors' disks) while the job passes over it: the target's classes, the
+        # split, the evaluators; otherwise each pass reads the table again (an s3:// one object by object)
+        frame = frame.select(*features, *([target] if target else [])).persist()
         asked = data.problem
-        tags.update(data_uri=location, data_fingerprint=spark_fingerprint(frame, location))
+        tags.update(data_uri=location, data_fingerprint=spark_fingerprint(frame, location), **spark_table_tags(location))
     problem = _problem(frame, target, asked, spec.task)
     if spec.model.type == "spark_gbt" and problem == "classification" and target is not None:
         classes = frame.select(target).distinct().limit(3).count()
@@ -253,11 +256,14 @@ def train(ctx: Any) -> Any:
                 fix="use spark_random_forest or spark_logistic_regression for more classes",
             )
     split = data.split if data is not None else None
-    model, metrics = train_spark(
-        frame, model_type=spec.model.type, features=features, target=target, problem=problem,
-        params=dict(spec.model.params), seed=spec.train.seed, test_fraction=split.test if split else 0.2,
-        split_seed=split.seed if split else None,
-    )
+    try:
+        model, metrics = train_spark(
+            frame, model_type=spec.model.type, features=features, target=target, problem=problem,
+            params=dict(spec.model.params), seed=spec.train.seed, test_fraction=split.test if split else 0.2,
+            split_seed=split.seed if split else None,
+        )
+    finally:
+        frame.unpersist()
     sc = session.sparkContext
     tags.update(engine="spark", spark_master=str(sc.master), spark_app_id=str(sc.applicationId),
                 spark_version=str(session.version))
