@@ -82,3 +82,23 @@ def test_an_empty_or_partitioned_prefix_is_refused_in_one_line(spark, s3_store, 
             read_spark_table(spark, "s3://lake/nothing/")
         with pytest.raises(DataError, match=r"partitioned into key=value folders \(day=1\)"):
             read_spark_table(spark, "s3://lake/parted/")
+
+
+def test_a_delta_table_on_s3_is_opened_with_the_sites_store_and_its_active_objects_listed(spark, s3_store,
+                                                                                          s3_lake) -> None:
+    import deltalake
+
+    from gravityml.data import load_catalog
+    from gravityml.data._spark import _TABLES, read_spark_table, site_store, store_env
+
+    storage = load_catalog(s3_lake).sites["lake"].storage
+    env = store_env(storage)
+    options = {"AWS_ENDPOINT_URL": env["AWS_ENDPOINT_URL"], "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+               "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"], "AWS_REGION": "us-east-1",
+               "AWS_ALLOW_HTTP": "true", "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    deltalake.write_deltalake("s3://lake/delta", _rows(30), storage_options=options)
+    deltalake.write_deltalake("s3://lake/delta", _rows(20, seed=3), mode="overwrite", storage_options=options)
+    with site_store(storage):
+        frame, location = read_spark_table(spark, "s3://lake/delta")  # the log read here; no Spark job yet
+    assert sorted(frame.columns) == ["colour", "label", "x1", "x2"]
+    assert _TABLES[location]["delta_version"] == "1" and _TABLES[location]["data_files"] == "1"

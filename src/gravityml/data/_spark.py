@@ -8,6 +8,8 @@ The executors of the session read the rows themselves; nothing is collected to t
   not in pyspark's wheel): the driver lists the objects and reads one footer (metadata only), then a
   DataFrame of the object keys is read by pyarrow's S3 filesystem on the executors (``mapInArrow``),
   with the site's store (endpoint, region, keys: ``storage:`` in the catalog) shipped in the task;
+- a Delta table (a folder or ``s3://`` prefix with ``_delta_log/``): its snapshot's version and active
+  files from delta-rs (``deltalake``) on the driver, the files read as above;
 - a table name of the session's catalog.
 
 The fingerprint is taken from the table's file listing (names, sizes and modification times of its
@@ -68,6 +70,8 @@ def read_spark_table(session: Any, source: str, base_dir: Path | None = None, *,
     """(Spark DataFrame, the location it was read from); a missing path is a one-line DataError."""
     location = spark_source(source, base_dir)
     _TABLES.pop(location, None)
+    if is_delta(location):
+        return read_delta(session, location, current_store()), location
     if location.startswith("s3://"):
         env = current_store()
         objects = list_s3_objects(location, env, suffixes=(".parquet",), recursive=True)
@@ -279,3 +283,95 @@ def read_parquet_on_executors(session: Any, files: list[str], env: Mapping[str, 
 
     return keys.mapInArrow(read, spark_schema)
 
+
+# ---- Delta tables: the snapshot from delta-rs (deltalake), the files read as Parquet ------------------------
+
+#: Reader features of the Delta protocol whose tables are read correctly from their active Parquet files alone.
+_DELTA_READER_FEATURES = frozenset({"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"})
+
+
+def is_delta(location: str) -> bool:
+    """Whether ``location`` is a Delta table (a folder or ``s3://`` prefix with a ``_delta_log/``)."""
+    if location.startswith("s3://"):
+        from pyarrow import fs as pafs
+
+        try:
+            info = store_filesystem(current_store()).get_file_info(f"{s3_key(location)}/_delta_log")
+        except OSError:
+            return False
+        return bool(info.type == pafs.FileType.Directory)
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return False
+    return (Path(unquote(parsed.path) if parsed.scheme else location) / "_delta_log").is_dir()
+
+
+def _delta_storage_options(env: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in env.items() if k in _AWS}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint and endpoint.startswith("http://"):
+        out["AWS_ALLOW_HTTP"] = "true"
+    return out
+
+
+def _refuse_delta(location: str, what: str, got: Any, fix: str) -> DataError:
+    return DataError(f"data.source: the Delta table {location!r} {what}",
+                     allowed="a Delta table without deletion vectors, column mapping or partition columns "
+                             f"(reader features {sorted(_DELTA_READER_FEATURES)})", got=got, fix=fix)
+
+
+def read_delta(session: Any, location: str, env: Mapping[str, str]) -> Any:
+    """The Delta table's current snapshot as a Spark DataFrame: its active Parquet files, read by the executors.
+
+    delta-rs (``deltalake``) reads the log here (metadata only): the version and the files of the snapshot,
+    which Spark reads (a local path) or pyarrow on the executors (``s3://``). A table whose rows are not
+    just its files' rows (deletion vectors), whose column names are not its files' (column mapping) or
+    whose partition values live in the log is refused before any job.
+    """
+    try:
+        from deltalake import DeltaTable
+    except ImportError:
+        raise DataError(f"data.source: {location!r} is a Delta table, and deltalake is not installed",
+                        allowed="deltalake (the spark extra)", got=location,
+                        fix="pip install 'gravityml[spark]'") from None
+    try:
+        table = DeltaTable(location, storage_options=_delta_storage_options(env) if location.startswith("s3://") else None)
+    except Exception as exc:  # deltalake's TableNotFoundError, DeltaError, OSError
+        raise DataError(f"data.source: the Delta table {location!r} cannot be opened: "
+                        f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}",
+                        allowed="a Delta table the site can read", got=location,
+                        fix="check the path and the site's storage: keys") from None
+    protocol, metadata = table.protocol(), table.metadata()
+    features = set(protocol.reader_features or ())
+    if "deletionVectors" in features:
+        raise _refuse_delta(location, "enables deletion vectors (its files may hold rows it deleted)", sorted(features),
+                            "rewrite it without them (delta.enableDeletionVectors=false, then OPTIMIZE / REORG "
+                            "TABLE ... APPLY (PURGE)), or read it where Delta Lake's own reader is installed")
+    mode = (metadata.configuration or {}).get("delta.columnMapping.mode", "none")
+    if "columnMapping" in features or mode != "none":
+        raise _refuse_delta(location, f"maps its column names (delta.columnMapping.mode={mode})", mode,
+                            "write the table without column mapping")
+    unknown = features - _DELTA_READER_FEATURES
+    if unknown or protocol.min_reader_version > 3:
+        raise _refuse_delta(location, f"needs reader features gravityml does not read ({sorted(unknown)}, "
+                            f"reader version {protocol.min_reader_version})", sorted(features),
+                            "write the table with a plainer protocol, or read it where Delta Lake is installed")
+    if metadata.partition_columns:
+        raise _refuse_delta(location, f"is partitioned by {list(metadata.partition_columns)} (their values are "
+                            "in the log, not the files)", list(metadata.partition_columns),
+                            "write it unpartitioned, or train on one partition's folder")
+    version, files = table.version(), sorted(table.file_uris())
+    if not files:
+        raise _refuse_delta(location, f"has no rows at version {version}", version, "name a table with data")
+    digest = hashlib.sha256(f"{location}@{version}".encode())
+    for uri in files:
+        digest.update(b"\0" + uri.encode())
+    _TABLES[location] = {"data_fingerprint": digest.hexdigest(), "delta_version": str(version),
+                         "data_files": str(len(files))}
+    if location.startswith("s3://"):
+        return read_parquet_on_executors(session, files, env)
+    import pyarrow as pa
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+    return session.read.schema(schema).parquet(*files)
