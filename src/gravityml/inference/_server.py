@@ -662,7 +662,7 @@ def create_app(
             return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    infer_routes = {route.path: route for route in app.routes if getattr(route, "endpoint", None) is infer}
+    infer_routes = {getattr(route, "path", ""): route for route in app.routes if getattr(route, "endpoint", None) is infer}
     direct = _DirectInfer(app, _infer, infer_routes, _bug)
     gated = Gate(direct, metrics=metrics, token=config.token, admin_token=config.admin_token,
                  cors_origins=config.cors_origins, lifecycle=lifecycle)

@@ -203,9 +203,10 @@ def _numeric_matrix(values: list[Any], rows: int, datatype: str, schema: Schema,
             return None
         matrix = np.array(values, dtype=np.float64)
     else:
-        matrix = _plain_floats(values)
-        if matrix is None:
+        floats = _plain_floats(values)
+        if floats is None:
             return None
+        matrix = floats
         limit = min(FLOAT_MAX.get(datatype, FLOAT_MAX["FP64"]), float_max)
         with np.errstate(invalid="ignore"):
             if not (np.abs(matrix) <= limit).all():  # also false for NaN: the column check says which
