@@ -36,7 +36,7 @@ def test_the_example_catalog_has_on_prem_and_three_cloud_regions_in_two_jurisdic
     assert catalog.here == "dc-frankfurt" and "local" not in catalog.sites
     assert [n for n, s in catalog.sites.items() if s.executor == "local"] == ["dc-frankfurt"]
     assert not any(s.runnable for s in cloud.values())  # no cluster attached: planned and priced only
-    assert len(offer_table(catalog)) == 18
+    assert len(offer_table(catalog)) == 19  # 18 offer rows and the data lake's Spark executors
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ def test_plan_json_keeps_every_candidate_and_the_png_is_written(cli, tmp_path: P
     assert code == 0, err
     plan = json.loads(out)
     assert plan["status"] == "ok" and plan["chosen"]["site"] == "aws-us-east-1"
-    assert len(plan["candidates"]) == 18  # 19 offer rows before this machine was placed in dc-frankfurt
+    assert len(plan["candidates"]) == 19  # 18 offer rows, and the data lake's Spark executors (rejected: a GPU job)
     assert sum(c["rejected_by"] is None for c in plan["candidates"]) == 7
     assert plan["estimate_basis"].startswith("placement.estimate: 6 h on 8 x a100")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

@@ -104,3 +104,13 @@ def test_gravityml_plan_shows_the_executors_row_chosen(cli, tmp_path: Path) -> N
     got = json.loads(out)
     assert got["status"] == "ok" and got["chosen"]["site"] == "lake" and got["chosen"]["offer"] == "spark-executors"
     assert got["chosen"]["nodes"] == 4 and got["chosen"]["total_usd"] == pytest.approx(4.0)
+
+
+def test_the_example_clickstream_job_is_planned_on_the_example_data_lake(cli) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    code, out, err = cli("plan", str(examples / "clickstream.yaml"), "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["chosen"]["site"] == "dc-frankfurt-lake" and got["chosen"]["offer"] == "spark-executors"
+    assert got["chosen"]["nodes"] == 16 and got["chosen"]["total_usd"] == pytest.approx(16 * 0.35 * 256 / 128)
+    assert sum(c["rejected_by"] is None for c in got["candidates"]) == 1
