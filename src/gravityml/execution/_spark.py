@@ -2,7 +2,8 @@
 
 The driver is this process (PySpark's client mode, the one standalone clusters run Python in); the
 site's executors read the job's table where it lives (``data.source``: a path on the site's
-filesystem, ``s3a://``, a table name) and fit the ``pyspark.ml`` Pipeline; only the model and the
+filesystem, an ``s3://`` prefix read by pyarrow on the executors with the site's ``storage:``, a
+Delta table, ``s3a://``, a table name: :mod:`gravityml.data._spark`) and fit the ``pyspark.ml`` Pipeline; only the model and the
 evaluators' numbers come back. The run reports to the catalog's one tracking server, and the
 version's lineage records the site and the master the session really ran on (``gravityml.cluster``,
 ``gravityml.spark_master``, ``gravityml.spark_app_id``, the executors' hosts).

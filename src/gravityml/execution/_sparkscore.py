@@ -4,14 +4,15 @@
 (``executor: {spark: ...}``). The driver is this process (as for training, :mod:`._spark`)::
 
     list the input files          a folder or an s3:// prefix of Parquet, CSV or JSON Lines files
-    session.read.<format>(files)  the executors read them, each row tagged with its file
+    session.read.<format>(files)  the executors read them, each row tagged with its file (s3:// objects:
+                                  Parquet read by pyarrow on the executors, mapInArrow, the site's store)
     check the columns             the model's schema: missing columns refused before any job
     score                         a spark_* model: its PipelineModel, natively on the cluster, after
                                   the schema's row checks as Spark expressions (one pass);
                                   any other model: mapInPandas, each Python worker of an executor
                                   loading the model once (shipped in a broadcast) and scoring with
                                   ``gravityml.inference.score_frame``, the code of `gravityml predict`
-      .write.parquet(out/_tmp-<job>/)
+      .write.parquet(out/_tmp-<job>/)   (an s3:// output: each partition one object, written by pyarrow)
     check rows out == rows in     every input row scored exactly once (the files' footers)
     publish                       move the files from the temporary folder to out/, ``_SUCCESS`` last
 
