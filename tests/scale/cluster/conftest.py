@@ -4,7 +4,7 @@ Collected only inside a private network namespace (``tests/scale/test_scale_clus
 and sets GRAVITYML_NETNS=1): every server binds 127.0.0.1 on fixed ports, free because the
 namespace is new. The cluster is a head plus ONE worker node joined to it (``ray start --address``),
 two raylets with 2 CPUs each, so work truly spreads over two nodes. Every process starts in its own
-session (setsid) and is stopped by process group; whatever is left in the namespace at the end was
+session (setsid) and is killed by process group; whatever is left in the namespace at the end was
 started by these tests (Ray's workers and job drivers) and is killed by PID too.
 
 Fixtures: ``scale_cluster`` (session: the cluster, catalog and servers, a :class:`ScaleCluster`) and
@@ -14,7 +14,6 @@ Fixtures: ``scale_cluster`` (session: the cluster, catalog and servers, a :class
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests._netns import kill_groups, kill_rest_of_namespace
 
 if os.environ.get("GRAVITYML_NETNS") != "1":  # pragma: no cover - collected only when run by test_scale_clusters.py
     collect_ignore_glob = ["*.py"]
@@ -95,8 +95,15 @@ def _wait(check, what: str, seconds: float) -> None:  # type: ignore[no-untyped-
                 return
         except Exception as exc:  # noqa: BLE001 - not up yet
             last = exc
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise AssertionError(f"{what} did not come up in {seconds} s: {last}")
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        return True
 
 
 def _http_ok(url: str) -> bool:
@@ -111,42 +118,6 @@ def _two_alive_nodes() -> bool:
         body = json.loads(response.read())
     nodes = body["data"]["summary"]
     return sum(1 for n in nodes if n.get("raylet", {}).get("state") == "ALIVE") >= 2
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _kill_rest_of_namespace() -> None:
-    """Every process left in this network namespace was started by these tests (Ray's workers and job
-    drivers run in sessions of their own): kill them by PID, sparing this process and its ancestors."""
-    mine = os.readlink("/proc/self/ns/net")
-    spare, pid = set(), os.getpid()
-    while pid > 1:
-        spare.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in spare:
-            continue
-        try:
-            if os.readlink(entry / "ns" / "net") == mine:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue
 
 
 def _ray_node(name: str, temp_dir: str) -> list[str]:
@@ -185,7 +156,7 @@ def _catalog(root: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def scale_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleCluster]:
+def scale_cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ScaleCluster]:
     root = tmp_path_factory.mktemp("scale")
     procs: dict[str, subprocess.Popen] = {}
     temp_dir = f"/tmp/gml-scale-ray-{os.getpid()}"
@@ -194,14 +165,20 @@ def scale_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleClu
     ray_env = {**CREDS, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
                "RAY_AUTH_MODE": "disabled"}
     try:
+        procs["head"] = _start(_ray_node("head", temp_dir), root / "ray-head.log", ray_env)
         procs["s3"] = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)], root / "s3.log")
         procs["mlflow"] = _start([
             str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(MLFLOW_PORT), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{root / 'registry.db'}", "--serve-artifacts",
             "--artifacts-destination", str(root / "registry-artifacts")], root / "mlflow.log")
-        procs["head"] = _start(_ray_node("head", temp_dir), root / "ray-head.log", ray_env)
-        _wait(lambda: _http_ok(f"http://127.0.0.1:{DASHBOARD_PORT}/api/version"), "the Ray head", 120)
-        procs["worker"] = _start(_ray_node("worker", temp_dir), root / "ray-worker.log", ray_env)
+        # The tests' template MLflow store (tests/conftest.py: its migrations take seconds) is made while
+        # the servers start, not after them.
+        request.getfixturevalue("_empty_store")
+        # The worker joins as soon as the head's GCS listens, not once the head's dashboard is up: the two
+        # nodes start side by side (the worker retries its GCS connection, ~2 min with the variable below).
+        _wait(lambda: _port_open(GCS_PORT), "the Ray head's GCS", 120)
+        procs["worker"] = _start(_ray_node("worker", temp_dir), root / "ray-worker.log",
+                                 {**ray_env, "RAY_NUM_REDIS_GET_RETRIES": "120"})  # ~2 min for a slow head
         _wait(lambda: _http_ok(f"http://127.0.0.1:{S3_PORT}/"), "moto", 60)
         cluster = ScaleCluster(root=root, catalog=root / "jobs" / "gravityml.yaml",
                                tracking_uri=f"http://127.0.0.1:{MLFLOW_PORT}",
@@ -217,9 +194,8 @@ def scale_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleClu
         _wait(lambda: _http_ok(f"http://127.0.0.1:{MLFLOW_PORT}/health"), "the MLflow server", 120)
         yield cluster
     finally:
-        for proc in reversed(list(procs.values())):
-            _kill_group(proc)
-        _kill_rest_of_namespace()
+        kill_groups(list(procs.values()))
+        kill_rest_of_namespace()
 
 
 @pytest.fixture()
