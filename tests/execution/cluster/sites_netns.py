@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests._netns import kill_groups, kill_rest_of_namespace
 
 if os.environ.get("GRAVITYML_NETNS") != "1":  # pragma: no cover - collected only when run by test_clusters.py
     pytest.skip("runs inside a private network namespace, started by tests/execution/test_clusters.py",
@@ -134,44 +135,8 @@ def _wait_http(url: str, seconds: float, headers: dict[str, str] | None = None) 
                 return
         except Exception as exc:  # noqa: BLE001 - not up yet
             last = exc
-            time.sleep(0.5)
+            time.sleep(0.1)
     raise AssertionError(f"{url} did not come up in {seconds} s: {last}")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _kill_rest_of_namespace() -> None:
-    """Every process left in this network namespace was started by this module (Ray's job drivers run
-    in sessions of their own): kill them by PID, sparing this process and its ancestors."""
-    mine = os.readlink("/proc/self/ns/net")
-    spare, pid = set(), os.getpid()
-    while pid > 1:
-        spare.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in spare:
-            continue
-        try:
-            if os.readlink(entry / "ns" / "net") == mine:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue
 
 
 #: moto answers this many requests unauthenticated (the three that make a site's user and its key), then
@@ -231,7 +196,7 @@ def _keys(endpoint: str, keys: tuple[str, str]) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
+def sites(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Sites]:
     from sklearn.datasets import load_iris
 
     root = tmp_path_factory.mktemp("sites")
@@ -265,6 +230,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
                 "--include-dashboard", "true", "--disable-usage-stats",
             ], root / f"ray-{name}.log", env)
             procs.append(heads[name])
+        # The tests' template MLflow store (tests/conftest.py: its migrations take seconds) is made while
+        # the servers start, not after them.
+        request.getfixturevalue("_empty_store")
         frame = load_iris(as_frame=True).frame
         keys = {}
         for name, port in (("a", S3_A), ("b", S3_B)):
@@ -285,9 +253,8 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sites]:
         yield Sites(root=root, catalog=catalog, tracking_uri=f"http://127.0.0.1:{MLFLOW_PORT}", processes=procs,
                     heads=heads, keys=keys)
     finally:
-        for proc in reversed(procs):
-            _kill_group(proc)
-        _kill_rest_of_namespace()
+        kill_groups(procs)
+        kill_rest_of_namespace()
 
 
 def _site(name: str, jurisdiction: str, hourly: float, root: Path) -> dict:
