@@ -319,7 +319,7 @@ def _worker_model(job_id: str, payload: Any) -> GravityModel:
 
 
 def _score_batches(batches: Iterator[Any], *, job_id: str, payload: Any, proba: bool, keep_input: bool,
-                   columns: list[str]) -> Iterator[Any]:
+                   columns: list[str], store: dict[str, str] | None = None) -> Iterator[Any]:
     """mapInPandas' function on an executor: each Arrow batch scored as `gravityml predict` scores a file."""
     inference = importlib.import_module("gravityml.inference")  # same layer: imported by name
     try:
@@ -331,22 +331,25 @@ def _score_batches(batches: Iterator[Any], *, job_id: str, payload: Any, proba: 
         try:
             scored = inference.score_frame(model, rows, proba=proba, keep_input=keep_input)
         except GravityMLError as exc:
-            raise BatchFailure(_locate_batch(model, batch, exc)) from None
+            raise BatchFailure(_locate_batch(model, batch, exc, store)) from None
         yield scored.reindex(columns=columns)
 
 
-def _locate_batch(model: GravityModel, batch: Any, exc: GravityMLError) -> GravityMLError:
+def _locate_batch(model: GravityModel, batch: Any, exc: GravityMLError,
+                  store: dict[str, str] | None = None) -> GravityMLError:
     for file in dict.fromkeys(batch[_FILE]):  # the batch's files, in order: the first one its rows fail in
         try:
             model.prepare(batch[batch[_FILE] == file].drop(columns=[_FILE]))
         except GravityMLError as part:
-            return locate(model, str(file), part)
+            return locate(model, str(file), part, store)
     return exc
 
 
 def score_with_pandas(session: Any, model: GravityModel, folder: Path, frame: Any, *, job_id: str, proba: bool,
-                      keep_input: bool) -> Any:
-    """``frame`` scored by mapInPandas; the output's types are those `predict` gives a sample of its rows."""
+                      keep_input: bool, store: dict[str, str] | None = None) -> Any:
+    """``frame`` scored by mapInPandas; the output's types are those `predict` gives a sample of its rows.
+
+    ``store``: the site's, where the input is ``s3://`` (a refused row's object is re-read from it)."""
     import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_type
     from pyspark.sql.types import StructField, StructType
@@ -356,7 +359,7 @@ def score_with_pandas(session: Any, model: GravityModel, folder: Path, frame: An
     try:
         scored = inference.score_frame(model, sample.drop(columns=[_FILE]), proba=proba, keep_input=False)
     except GravityMLError as exc:
-        raise _locate_batch(model, sample, exc) from None
+        raise _locate_batch(model, sample, exc, store) from None
     outputs = list(scored.columns)
     fields = [f for f in frame.schema.fields if f.name != _FILE and f.name not in outputs] if keep_input else []
     for name in outputs:
@@ -365,7 +368,7 @@ def score_with_pandas(session: Any, model: GravityModel, folder: Path, frame: An
     schema = StructType(fields)
     payload = session.sparkContext.broadcast(_model_bytes(folder))
     fn = partial(_score_batches, job_id=job_id, payload=payload, proba=proba, keep_input=keep_input,
-                 columns=[f.name for f in fields])
+                 columns=[f.name for f in fields], store=store)
     return frame.mapInPandas(fn, schema)
 
 
@@ -522,7 +525,7 @@ def predict_on_spark_site(
             else:
                 session.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
                 scored = score_with_pandas(session, model, folder, frame, job_id=job_id, proba=proba,
-                                           keep_input=keep_input)
+                                           keep_input=keep_input, store=store if input_uri.startswith("s3://") else None)
             rows_in = frame.count()
             if output.startswith("s3://"):
                 assert store is not None
