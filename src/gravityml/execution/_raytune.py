@@ -248,8 +248,10 @@ def _as_study(grid: Any, tune: TuneSpec, distributions: dict[str, Any], ws: Work
             epoch = last.get("epoch", last.get("training_iteration"))
             state, value = optuna.trial.TrialState.PRUNED, None
             trial_state = f"pruned by ASHA after epoch {epoch}" if tune.scheduler == "asha" else "stopped: budget"
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value,
-                                                  state=state, user_attrs=attrs))
+        # A trial that Ray ended before its actor reported its config (killed at the cap on a loaded
+        # machine) has no params: Optuna wants one distribution per param, no more.
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: distributions[k] for k in params},
+                                                  value=value, state=state, user_attrs=attrs))
         if run_id:
             run = ws.client.get_run(run_id)
             ws.client.set_tag(run_id, f"{LINEAGE_PREFIX}trial", str(number))

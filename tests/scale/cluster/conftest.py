@@ -162,8 +162,11 @@ def scale_cluster(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
     temp_dir = f"/tmp/gml-scale-ray-{os.getpid()}"
     # RAY_AUTH_MODE explicit: unset, Ray 2.60 turns token auth on for a head when ~/.ray/auth_token exists,
     # which any local ray.init() on this machine writes (the harness then reads 401 from the dashboard).
+    # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S: Ray Train's controller collects the workers' reports when it polls
+    # them, every 2 s by default, and a worker's report waits for that (its result queue holds one): an
+    # epoch of the digits network took 2 s, almost all of it waiting (Ray 2.60, worker.py: Queue(maxsize=1)).
     ray_env = {**CREDS, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
-               "RAY_AUTH_MODE": "disabled"}
+               "RAY_AUTH_MODE": "disabled", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
     try:
         procs["head"] = _start(_ray_node("head", temp_dir), root / "ray-head.log", ray_env)
         procs["s3"] = _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)], root / "s3.log")
